@@ -1,0 +1,5 @@
+import sys
+
+from med42_train.cli import main
+
+sys.exit(main())

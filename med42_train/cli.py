@@ -1,0 +1,47 @@
+"""`med42 <stage> [hydra overrides]`: compose and validate the config, then hand it to the stage. Thin on purpose."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from omegaconf import OmegaConf
+
+from med42_train.config import ConfigError, load_config
+from med42_train.runtime.rundir import StageConflictError, StageInputError
+
+# stage name -> module with run(cfg)
+STAGE_MODULES = {
+    "data": "med42_train.data.assemble",
+    "sft": "med42_train.train.sft",
+    "dpo": "med42_train.train.dpo",
+    "eval": "med42_train.eval.mcqa",
+    "pipeline": "med42_train.launch.local",
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="med42",
+        description="Med42-v2 training pipeline. Stages: data, sft, dpo, eval, pipeline (all of them in order).",
+        epilog="Examples: med42 pipeline experiment=demo | med42 sft run_dir=runs/x sft.learning_rate=1e-5",
+    )
+    parser.add_argument("stage", choices=sorted(STAGE_MODULES))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value (see configs/)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_config(args.overrides)
+        if args.print_config:
+            print(OmegaConf.to_yaml(cfg))
+            return 0
+        importlib.import_module(STAGE_MODULES[args.stage]).run(cfg)
+    except (ConfigError, StageInputError, StageConflictError) as err:
+        print(f"med42 {args.stage}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,262 @@
+"""Typed config schema, composition from configs/, and the checks that run before any model loads.
+
+Hydra composes the YAML tree (groups under configs/); the dataclasses below are the schema it is merged
+into, so a wrong type or an unknown key fails at composition with the key's name. `validate` then rejects
+combinations that would run but train something silently wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "configs"
+RECIPE_DIR = PROJECT_ROOT / "data_recipes"
+
+STAGES = ("data", "sft", "dpo", "eval")
+# Attention kernels that keep padding-free packed samples apart (FACTS.md: sdpa/eager isolate through
+# position_ids only without an attention mask; flex_attention does not isolate them).
+PACKING_SAFE_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake; the message names the key and the fix."""
+
+
+@dataclass
+class TinyLlamaConfig:
+    """Shape of the embedded demo model (used only when model.name_or_path == 'demo')."""
+
+    bpe_vocab_size: int = 2048  # byte-level BPE merges learned from data_recipes/demo; +256 Llama 3 specials
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 1024
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "demo"  # hub id, local HF folder, or 'demo' for the embedded tiny Llama
+    dtype: str = "float32"  # float32 | bfloat16
+    attn_implementation: str = "sdpa"
+    trust_remote_code: bool = False  # never on by default: it runs code shipped with the weights
+    tiny: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)
+
+
+@dataclass
+class DataConfig:
+    recipe: str = "demo"  # data_recipes/<recipe>.yaml
+    max_length: int = 512  # SFT samples longer than this are dropped (counted in the manifest)
+    preference_max_length: int = 512
+    system_prompt: Optional[str] = None  # prepended to samples that have none; null keeps them as they are
+
+
+@dataclass
+class SFTConfig:
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    learning_rate: float = 5e-6
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    max_grad_norm: float = 1.0
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    packing: bool = True  # padding-free BFD packing into max_length rows
+    gradient_checkpointing: bool = False
+    save_steps: int = 100
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    validation_prompt: str = "What is the first-line treatment for uncomplicated hypertension?"
+
+
+@dataclass
+class DPOConfig:
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 1e-6
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    optim: str = "rmsprop"
+    max_grad_norm: float = 1.0
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    save_steps: int = 100
+    save_total_limit: int = 2
+    logging_steps: int = 10
+
+
+@dataclass
+class FSDPConfig:
+    version: int = 2
+    reshard_after_forward: bool = True  # FULL_SHARD; False = SHARD_GRAD_OP
+    layer_cls_to_wrap: list[str] = field(default_factory=lambda: ["LlamaDecoderLayer"])
+    state_dict_type: str = "SHARDED_STATE_DICT"  # checkpoints are sharded DCP; exports are gathered separately
+    cpu_offload: bool = False
+    activation_checkpointing: bool = False
+    cpu_ram_efficient_loading: bool = False
+
+
+@dataclass
+class EvalConfig:
+    tasks: list[str] = field(default_factory=lambda: ["med42_demo_mcqa"])
+    models: list[str] = field(default_factory=lambda: ["base", "sft", "dpo"])
+    num_fewshot: int = 0
+    apply_chat_template: bool = True
+    system_prompt: Optional[str] = None
+    batch_size: int = 8
+    limit: Optional[int] = None  # evaluate only the first N documents per task (smoke runs)
+
+
+@dataclass
+class LauncherConfig:
+    name: str = "local"
+    nproc_per_node: int = 2
+    nnodes: int = 1
+    backend: str = "auto"  # auto = nccl on CUDA, gloo on CPU
+    master_port: int = 29517
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True
+    project: str = "med42"
+    entity: Optional[str] = None
+    mode: str = "offline"  # online | offline | disabled; the WANDB_MODE environment variable wins
+    group: Optional[str] = None  # default: <name>-<hash of run_dir>, shared by every stage of a run
+
+
+@dataclass
+class RootConfig:
+    name: str = "demo"
+    run_dir: str = "runs/${name}"
+    seed: int = 42
+    overwrite: bool = False  # re-run a COMPLETE stage whose config or inputs changed, replacing its outputs
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+# Which config sections decide each stage's outputs: a change elsewhere (logging, launcher) does not redo it.
+STAGE_CONFIG_KEYS = {
+    "data": ("model", "data", "seed"),
+    "sft": ("model", "sft", "fsdp", "seed"),
+    "dpo": ("model", "dpo", "fsdp", "seed"),
+    "eval": ("eval",),
+}
+
+
+def load_config(overrides: list[str]) -> DictConfig:
+    """Compose configs/ with command-line overrides, type-check it against the schema, and validate it."""
+    composed = _compose(overrides)
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), composed)
+        cfg.run_dir = str(Path(str(cfg.run_dir)).expanduser().resolve())
+        OmegaConf.resolve(cfg)
+    except Exception as err:  # omegaconf's ValidationError / ConfigKeyError carry the full key
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(
+            f"config key '{key}': {str(err).splitlines()[0]}. Fix the override or the YAML that sets it "
+            f"(schema: med42_train/config.py)."
+        ) from None
+    validate(cfg)
+    return cfg
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    # The compose API (not @hydra.main) keeps the working directory and writes no outputs/ folder.
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        try:
+            return compose(config_name="config", overrides=list(overrides))
+        except (HydraException, OmegaConfBaseException) as err:
+            raise ConfigError(_explain_compose_error(err)) from None
+
+
+def _explain_compose_error(err: Exception) -> str:
+    message = str(err).strip()
+    if "Could not find" in message or "Available options" in message:
+        return f"{message}\nFix: pick one of the options listed above (files under configs/<group>/)."
+    if "not in struct" in message or "Could not override" in message or "Could not append" in message:
+        return (
+            f"{message}\nFix: check the key's spelling against med42_train/config.py; "
+            "keys cannot be added from the command line."
+        )
+    return f"{message}\nFix: overrides are key=value with keys from configs/ (e.g. sft.learning_rate=1e-5)."
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject combinations that would run but train or evaluate something silently wrong."""
+    checks = [
+        (cfg.model.dtype in ("float32", "bfloat16", "float16"),
+         f"model.dtype={cfg.model.dtype!r} is not a dtype: use float32, bfloat16 or float16"),
+        (not cfg.sft.packing or cfg.model.attn_implementation in PACKING_SAFE_ATTENTION,
+         f"sft.packing=true with model.attn_implementation={cfg.model.attn_implementation!r} lets packed samples "
+         f"attend to each other: use one of {', '.join(PACKING_SAFE_ATTENTION)} or set sft.packing=false"),
+        (cfg.fsdp.version == 2,
+         f"fsdp.version={cfg.fsdp.version}: only FSDP2 is supported (FSDP1 is deprecated upstream); set fsdp.version=2"),
+        (cfg.launcher.nproc_per_node >= 1 and cfg.launcher.nnodes >= 1,
+         "launcher.nproc_per_node and launcher.nnodes must be at least 1"),
+        (cfg.launcher.backend in ("auto", "gloo", "nccl"),
+         f"launcher.backend={cfg.launcher.backend!r}: use auto, gloo or nccl"),
+        (cfg.logger.mode in ("online", "offline", "disabled"),
+         f"logger.mode={cfg.logger.mode!r}: use online, offline or disabled"),
+        (len(cfg.eval.tasks) > 0, "eval.tasks is empty: name at least one task"),
+        (set(cfg.eval.models) <= {"base", "sft", "dpo"},
+         f"eval.models={list(cfg.eval.models)}: choose from base, sft, dpo"),
+        (cfg.sft.learning_rate > 0 and cfg.dpo.learning_rate > 0, "learning rates must be positive"),
+        (cfg.sft.per_device_train_batch_size >= 1 and cfg.dpo.per_device_train_batch_size >= 1,
+         "per_device_train_batch_size must be at least 1"),
+        (cfg.model.name_or_path != "demo" or cfg.data.max_length <= cfg.model.tiny.max_position_embeddings,
+         f"data.max_length={cfg.data.max_length} exceeds the demo model's "
+         f"model.tiny.max_position_embeddings={cfg.model.tiny.max_position_embeddings}: lower data.max_length"),
+        (cfg.model.tiny.hidden_size % cfg.model.tiny.num_attention_heads == 0,
+         "model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    recipe_path(cfg)  # raises if the recipe does not exist
+
+
+def recipe_path(cfg: DictConfig) -> Path:
+    path = Path(cfg.data.recipe)
+    if not path.suffix:
+        path = RECIPE_DIR / f"{cfg.data.recipe}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+        raise ConfigError(f"data.recipe={cfg.data.recipe!r}: no file {path}. Available recipes: {available}")
+    return path
+
+
+def to_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def stage_config_hash(cfg: DictConfig, stage: str) -> str:
+    """Hash of the config sections that decide a stage's outputs (see STAGE_CONFIG_KEYS)."""
+    full = to_dict(cfg)
+    relevant = {key: full[key] for key in STAGE_CONFIG_KEYS[stage]}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Dataset assembly: recipe -> format adapters -> chat messages -> tokens with assistant masks -> Arrow."""

@@ -1,0 +1,1 @@
+"""Evaluation: zero-shot MCQA through lm-evaluation-harness with the project's own task definitions."""

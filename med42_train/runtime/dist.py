@@ -1,0 +1,67 @@
+"""The one place that reads the launcher's environment (RANK, WORLD_SIZE, LOCAL_RANK).
+
+Everything else asks `dist_info()` or calls `barrier()`, so single-process runs and torchrun runs share code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as torch_dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    local_rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    return DistInfo(
+        rank=int(os.environ.get("RANK", "0")),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+    )
+
+
+def resolve_backend(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def uses_cpu(backend: str) -> bool:
+    return resolve_backend(backend) == "gloo"
+
+
+def init_distributed(backend: str, timeout_minutes: int = 30) -> DistInfo:
+    """Join the process group torchrun set up (no-op in a single process). accelerate reuses this group."""
+    info = dist_info()
+    if info.world_size > 1 and not torch_dist.is_initialized():
+        resolved = resolve_backend(backend)
+        if resolved == "nccl":
+            torch.cuda.set_device(info.local_rank)
+        torch_dist.init_process_group(resolved, timeout=timedelta(minutes=timeout_minutes))
+    return info
+
+
+def barrier() -> None:
+    if torch_dist.is_initialized():
+        torch_dist.barrier()
+
+
+def broadcast_object(obj):
+    """Rank 0's `obj` on every rank."""
+    if not torch_dist.is_initialized():
+        return obj
+    holder = [obj]
+    torch_dist.broadcast_object_list(holder, src=0)
+    return holder[0]

@@ -1,0 +1,129 @@
+"""What SFT and DPO share: distributed start, FSDP2 arguments, model loading, the sharding report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.trainer_utils import get_last_checkpoint
+
+from med42_train.runtime.dist import init_distributed, uses_cpu
+from med42_train.runtime.log import get_logger
+
+log = get_logger()
+
+
+def start_distributed(cfg: DictConfig) -> None:
+    """Join torchrun's process group; on CPU let accelerate run FSDP over gloo (runtime/compat.py)."""
+    init_distributed(cfg.launcher.backend)
+    if uses_cpu(cfg.launcher.backend):
+        from med42_train.runtime.compat import apply_cpu_fsdp_shim
+
+        apply_cpu_fsdp_shim()
+
+
+def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """TrainingArguments fields common to SFTConfig and DPOConfig, from a stage section (cfg.sft / cfg.dpo)."""
+    on_cpu = uses_cpu(cfg.launcher.backend)
+    return dict(
+        output_dir=str(output_dir),
+        num_train_epochs=section.num_train_epochs,
+        max_steps=section.max_steps,
+        learning_rate=section.learning_rate,
+        lr_scheduler_type=section.lr_scheduler_type,
+        warmup_steps=section.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        weight_decay=section.weight_decay,
+        max_grad_norm=section.max_grad_norm,
+        per_device_train_batch_size=section.per_device_train_batch_size,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        gradient_checkpointing=section.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=section.save_steps,
+        save_total_limit=section.save_total_limit,
+        logging_steps=section.logging_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.model.dtype == "bfloat16" and not on_cpu,
+        use_cpu=on_cpu,
+        fsdp=True,
+        fsdp_config=fsdp_config(cfg),
+        dataloader_num_workers=0,
+        report_to=[],  # set by the stage from the logger config
+        disable_tqdm=False,
+    )
+
+
+def fsdp_config(cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "version": cfg.fsdp.version,
+        "reshard_after_forward": cfg.fsdp.reshard_after_forward,
+        "transformer_layer_cls_to_wrap": list(cfg.fsdp.layer_cls_to_wrap),
+        "state_dict_type": cfg.fsdp.state_dict_type,
+        "cpu_offload": cfg.fsdp.cpu_offload,
+        "activation_checkpointing": cfg.fsdp.activation_checkpointing,
+        "cpu_ram_efficient_loading": cfg.fsdp.cpu_ram_efficient_loading,
+    }
+
+
+def load_model(cfg: DictConfig, path: str):
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=getattr(torch, cfg.model.dtype),
+        attn_implementation=cfg.model.attn_implementation,
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
+    # With a KV cache the packed-sequence detection is skipped and packed samples see each other (FACTS.md).
+    model.config.use_cache = False
+    return model
+
+
+def load_tokenizer(path: str):
+    return AutoTokenizer.from_pretrained(path)
+
+
+def resume_checkpoint(output_dir: Path) -> Optional[str]:
+    """The newest checkpoint of an interrupted run of this stage (same frozen config), if any."""
+    if not output_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(output_dir))
+    if last:
+        log.info("resuming from %s", last)
+    return last
+
+
+def sharding_report(model: torch.nn.Module) -> dict[str, Any]:
+    """How the trained model's parameters are held: DTensor shards under FSDP2, with local vs global sizes."""
+    from torch.distributed.tensor import DTensor
+
+    params = list(model.parameters())
+    sharded = [p for p in params if isinstance(p, DTensor)]
+    return {
+        "num_params_tensors": len(params),
+        "num_dtensor_params": len(sharded),
+        "global_numel": sum(p.numel() for p in params),
+        "local_numel": sum((p.to_local().numel() if isinstance(p, DTensor) else p.numel()) for p in params),
+        "placements": sorted({str(p.placements) for p in sharded}),
+    }
+
+
+def finish_training(stage, trainer, result, tokenizer, wandb_run, validation_prompt: str, **extra: Any) -> dict:
+    """Export and validate the trained model, then write the stage's manifest and COMPLETE."""
+    from med42_train.runtime.rundir import finish_stage
+    from med42_train.train.export import export_model
+
+    # Read before the export: what training actually ran with and held per rank.
+    sharding = sharding_report(trainer.model)
+    distributed_type = str(trainer.accelerator.distributed_type)
+    fsdp_version = trainer.accelerator.state.fsdp_plugin.fsdp_version if trainer.is_fsdp_enabled else None
+    export = export_model(trainer, tokenizer, stage.dir / "model", validation_prompt)
+    figures = {"train_loss": result.training_loss, "global_steps": result.global_step,
+               "train_runtime_s": result.metrics.get("train_runtime"), "sharding_rank0": sharding}
+    outputs = {"model": export, "checkpoints": {"path": str(stage.dir / "checkpoints")}}
+    manifest = finish_stage(stage, outputs, figures, fsdp_version=fsdp_version,
+                            distributed_type=distributed_type,
+                            wandb_run_id=wandb_run.id, **extra)
+    wandb_run.finish()
+    return manifest

@@ -1,0 +1,67 @@
+"""The `dpo` stage: TRL DPOTrainer from the SFT export, which is also the (frozen) reference model, on FSDP2.
+
+Launch: torchrun --nproc-per-node 2 -m med42_train dpo run_dir=runs/demo
+Reads <run_dir>/data/ and <run_dir>/sft/ (COMPLETE, validated export); writes <run_dir>/dpo/model/.
+"""
+
+from __future__ import annotations
+
+from datasets import load_from_disk
+from omegaconf import DictConfig
+from trl import DPOConfig, DPOTrainer
+
+from med42_train.runtime.log import get_logger
+from med42_train.runtime.rundir import begin_stage, stage_input
+from med42_train.runtime.wandb_run import report_to, start_run
+from med42_train.train.common import (
+    finish_training, load_model, load_tokenizer, resume_checkpoint, start_distributed, trainer_kwargs,
+)
+
+log = get_logger()
+PREFERENCE_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
+
+
+class PretokenizedDPOTrainer(DPOTrainer):
+    """DPOTrainer fed the data stage's token ids as they are: no tokenization inside the distributed job."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        missing = set(PREFERENCE_COLUMNS) - set(dataset.column_names)
+        if missing:
+            raise ValueError(f"{dataset_name} preference dataset lacks {sorted(missing)}: re-run `med42 data`")
+        return dataset
+
+
+def run(cfg: DictConfig) -> None:
+    start_distributed(cfg)
+    data_manifest, data_record = stage_input(cfg, "data")
+    sft_manifest, sft_record = stage_input(cfg, "sft")
+    stage = begin_stage(cfg, "dpo", {"data": data_record, "sft": sft_record})
+    if stage is None:
+        return
+    cfg, wandb_run = stage.cfg, start_run(stage.cfg, "dpo")
+
+    # ---- policy = reference = the validated SFT export ----
+    sft_export = sft_manifest["outputs"]["model"]["path"]
+    tokenizer = load_tokenizer(sft_export)
+    model = load_model(cfg, sft_export)
+
+    # ---- data: pre-tokenized prompt/chosen/rejected ids ----
+    dataset = load_from_disk(data_manifest["outputs"]["preference_dataset"]["path"]).select_columns(PREFERENCE_COLUMNS)
+
+    # ---- trainer ----
+    args = DPOConfig(
+        **trainer_kwargs(cfg, cfg.dpo, stage.dir / "checkpoints"),
+        beta=cfg.dpo.beta,
+        loss_type=[cfg.dpo.loss_type],
+        optim=cfg.dpo.optim,
+        max_length=cfg.data.preference_max_length,
+        precompute_ref_log_probs=False,  # reported to crash under FSDP2 (trl issue 6470)
+        run_name=f"{cfg.name}-dpo",
+    )
+    args.report_to = report_to(cfg)
+    # ref_model=None: TRL loads a second copy from the policy's path (the SFT export) and shards it the same way.
+    trainer = PretokenizedDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(stage.dir / "checkpoints"))
+
+    # ---- export, validation, manifest ----
+    finish_training(stage, trainer, result, tokenizer, wandb_run, cfg.sft.validation_prompt, reference_model=sft_export)

@@ -1,0 +1,53 @@
+"""The `sft` stage: TRL SFTTrainer on FSDP2, assistant-only loss, padding-free packing of pre-tokenized data.
+
+Launch: torchrun --nproc-per-node 2 -m med42_train sft run_dir=runs/demo
+Reads <run_dir>/data/ (COMPLETE); writes <run_dir>/sft/checkpoints/ (sharded DCP) and sft/model/ (HF export).
+"""
+
+from __future__ import annotations
+
+from datasets import load_from_disk
+from omegaconf import DictConfig
+from trl import SFTConfig, SFTTrainer
+
+from med42_train.runtime.log import get_logger
+from med42_train.runtime.rundir import begin_stage, stage_input
+from med42_train.runtime.wandb_run import report_to, start_run
+from med42_train.train.common import (
+    finish_training, load_model, load_tokenizer, resume_checkpoint, start_distributed, trainer_kwargs,
+)
+
+log = get_logger()
+
+
+def run(cfg: DictConfig) -> None:
+    start_distributed(cfg)
+    data_manifest, data_record = stage_input(cfg, "data")
+    stage = begin_stage(cfg, "sft", {"data": data_record})
+    if stage is None:
+        return
+    cfg, wandb_run = stage.cfg, start_run(stage.cfg, "sft")
+    outputs = data_manifest["outputs"]
+
+    # ---- model and tokenizer ----
+    tokenizer = load_tokenizer(outputs["tokenizer"]["path"])
+    model = load_model(cfg, outputs["base_model"]["path"])
+
+    # ---- data: tokenized once by the data stage; labels come from assistant_masks ----
+    dataset = load_from_disk(outputs["sft_dataset"]["path"]).select_columns(["input_ids", "assistant_masks"])
+
+    # ---- trainer ----
+    args = SFTConfig(
+        **trainer_kwargs(cfg, cfg.sft, stage.dir / "checkpoints"),
+        max_length=cfg.data.max_length,
+        packing=cfg.sft.packing,
+        packing_strategy="bfd",  # padding-free: position_ids restart at each sample
+        shuffle_dataset=True,
+        run_name=f"{cfg.name}-sft",
+    )
+    args.report_to = report_to(cfg)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(stage.dir / "checkpoints"))
+
+    # ---- export, validation, manifest ----
+    finish_training(stage, trainer, result, tokenizer, wandb_run, cfg.sft.validation_prompt)
