@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             print(OmegaConf.to_yaml(cfg))
             return 0
-        importlib.import_module(STAGE_MODULES[args.stage]).run(cfg)
+        stage = importlib.import_module(STAGE_MODULES[args.stage])
+        # The pipeline forwards the command line to the stages it launches; a stage needs only the config.
+        stage.run(cfg, args.overrides) if args.stage == "pipeline" else stage.run(cfg)
     except (ConfigError, StageInputError, StageConflictError) as err:
         print(f"med42 {args.stage}: error: {err}", file=sys.stderr)
         return 2

@@ -196,7 +196,9 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 
 def _explain_compose_error(err: Exception) -> str:
-    message = str(err).strip()
+    # Hydra's search-path dump and its '+key' hint (keys outside the schema are rejected anyway) only distract.
+    message = str(err).strip().split("\nConfig search path:")[0]
+    message = "\n".join(line for line in message.splitlines() if not line.startswith("To append to your config"))
     if "Could not find" in message or "Available options" in message:
         return f"{message}\nFix: pick one of the options listed above (files under configs/<group>/)."
     if "not in struct" in message or "Could not override" in message or "Could not append" in message:

@@ -26,11 +26,16 @@ from med42_train.runtime.wandb_run import start_run
 log = get_logger()
 
 
-def run(cfg: DictConfig) -> None:
+def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
+    """The recipe file and every source file it names, with their content hashes."""
     recipe = load_recipe(recipe_path(cfg))
     inputs = {"recipe": _file_record(recipe.path)}
-    inputs |= {f"source:{s.name}": _file_record(s.path) for s in recipe.sft + recipe.preference}
-    stage = begin_stage(cfg, "data", inputs)
+    return inputs | {f"source:{s.name}": _file_record(s.path) for s in recipe.sft + recipe.preference}
+
+
+def run(cfg: DictConfig) -> None:
+    recipe = load_recipe(recipe_path(cfg))
+    stage = begin_stage(cfg, "data", stage_inputs(cfg))
     if stage is None:
         return
     cfg, wandb_run = stage.cfg, start_run(stage.cfg, "data")

@@ -24,6 +24,10 @@ TASK_DIR = Path(__file__).parent / "tasks"
 MODEL_STAGES = {"base": "data", "sft": "sft", "dpo": "dpo"}
 
 
+def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
+    return _models_to_evaluate(cfg)[1]
+
+
 def run(cfg: DictConfig) -> None:
     models, inputs = _models_to_evaluate(cfg)
     stage = begin_stage(cfg, "eval", inputs)

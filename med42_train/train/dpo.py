@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from trl import DPOConfig, DPOTrainer
 
 from med42_train.runtime.log import get_logger
-from med42_train.runtime.rundir import begin_stage, stage_input
+from med42_train.runtime.rundir import begin_stage, require_complete, stage_input
 from med42_train.runtime.wandb_run import report_to, start_run
 from med42_train.train.common import (
     finish_training, load_model, load_tokenizer, resume_checkpoint, start_distributed, trainer_kwargs,
@@ -31,14 +31,17 @@ class PretokenizedDPOTrainer(DPOTrainer):
         return dataset
 
 
+def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
+    return {"data": stage_input(cfg, "data")[1], "sft": stage_input(cfg, "sft")[1]}
+
+
 def run(cfg: DictConfig) -> None:
     start_distributed(cfg)
-    data_manifest, data_record = stage_input(cfg, "data")
-    sft_manifest, sft_record = stage_input(cfg, "sft")
-    stage = begin_stage(cfg, "dpo", {"data": data_record, "sft": sft_record})
+    stage = begin_stage(cfg, "dpo", stage_inputs(cfg))
     if stage is None:
         return
     cfg, wandb_run = stage.cfg, start_run(stage.cfg, "dpo")
+    data_manifest, sft_manifest = require_complete(cfg, "data"), require_complete(cfg, "sft")
 
     # ---- policy = reference = the validated SFT export ----
     sft_export = sft_manifest["outputs"]["model"]["path"]

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from trl import SFTConfig, SFTTrainer
 
 from med42_train.runtime.log import get_logger
-from med42_train.runtime.rundir import begin_stage, stage_input
+from med42_train.runtime.rundir import begin_stage, require_complete, stage_input
 from med42_train.runtime.wandb_run import report_to, start_run
 from med42_train.train.common import (
     finish_training, load_model, load_tokenizer, resume_checkpoint, start_distributed, trainer_kwargs,
@@ -20,14 +20,17 @@ from med42_train.train.common import (
 log = get_logger()
 
 
+def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
+    return {"data": stage_input(cfg, "data")[1]}
+
+
 def run(cfg: DictConfig) -> None:
     start_distributed(cfg)
-    data_manifest, data_record = stage_input(cfg, "data")
-    stage = begin_stage(cfg, "sft", {"data": data_record})
+    stage = begin_stage(cfg, "sft", stage_inputs(cfg))
     if stage is None:
         return
     cfg, wandb_run = stage.cfg, start_run(stage.cfg, "sft")
-    outputs = data_manifest["outputs"]
+    outputs = require_complete(cfg, "data")["outputs"]
 
     # ---- model and tokenizer ----
     tokenizer = load_tokenizer(outputs["tokenizer"]["path"])

@@ -1,0 +1,1 @@
+"""Launchers: the local pipeline (torchrun for training stages); Slurm sbatch chains come in scripts/slurm."""

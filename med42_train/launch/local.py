@@ -1,0 +1,64 @@
+"""The `pipeline` stage: data -> sft -> dpo -> eval on this machine, skipping stages already up to date.
+
+Training stages run under `torchrun --nproc-per-node <launcher.nproc_per_node>`; data and eval run in this
+process. Each child gets the same overrides (with run_dir made absolute), composes the same config, and checks
+the run directory again itself, so a pipeline and a hand-run stage never disagree.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import time
+
+from omegaconf import DictConfig
+
+from med42_train.cli import STAGE_MODULES
+from med42_train.config import STAGES, ConfigError
+from med42_train.runtime.log import get_logger
+from med42_train.runtime.rundir import is_up_to_date
+
+log = get_logger()
+DISTRIBUTED_STAGES = ("sft", "dpo")
+
+
+class StageFailedError(RuntimeError):
+    """A stage's process exited non-zero; its own output above says why."""
+
+
+def run(cfg: DictConfig, overrides: list[str]) -> None:
+    if cfg.launcher.name != "local":
+        raise ConfigError(f"launcher.name={cfg.launcher.name!r}: `med42 pipeline` runs locally; "
+                          "for Slurm see scripts/slurm/README.md, or pass launcher=local")
+    timings = {}
+    for stage in STAGES:
+        module = importlib.import_module(STAGE_MODULES[stage])
+        if is_up_to_date(cfg, stage, module.stage_inputs(cfg)):
+            log.info("[pipeline] %s: COMPLETE with the same config and inputs, skipped", stage)
+            continue
+        log.info("[pipeline] %s: running", stage)
+        started = time.time()
+        if stage in DISTRIBUTED_STAGES:
+            _torchrun(cfg, stage, overrides)
+        else:
+            module.run(cfg)
+        timings[stage] = round(time.time() - started, 1)
+    log.info("[pipeline] done in %s s per stage: %s", sum(timings.values()), timings or "(all skipped)")
+
+
+def torchrun_command(cfg: DictConfig, stage: str, overrides: list[str]) -> list[str]:
+    forwarded = [o for o in overrides if not o.lstrip("+~").startswith("run_dir=")] + [f"run_dir={cfg.run_dir}"]
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.launcher.nproc_per_node}"]
+    # --standalone: a private rendezvous on a free port, so concurrent runs on one machine never collide.
+    command += ["--standalone"] if cfg.launcher.nnodes == 1 else [
+        f"--nnodes={cfg.launcher.nnodes}", f"--master-port={cfg.launcher.master_port}"]
+    return command + ["-m", "med42_train", stage, *forwarded]
+
+
+def _torchrun(cfg: DictConfig, stage: str, overrides: list[str]) -> None:
+    command = torchrun_command(cfg, stage, overrides)
+    log.info("[pipeline] %s", " ".join(command))
+    returncode = subprocess.call(command)
+    if returncode != 0:
+        raise StageFailedError(f"stage {stage} exited with code {returncode} (command: {' '.join(command)})")
