@@ -1,8 +1,8 @@
 """The `eval` stage: lm-evaluation-harness on the base, SFT and DPO models; a comparison table at the end.
 
 Launch: med42 eval run_dir=runs/demo
-Writes <run_dir>/eval/tasks/ (the installed task YAMLs), <run_dir>/eval/<model>/results.json, summary.json,
-comparison.md.
+Writes <run_dir>/eval/tasks/ (the installed task YAMLs), <run_dir>/eval/<model>/results.json and
+samples_<task>.jsonl (every scored request), summary.json, comparison.md.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ def run(cfg: DictConfig) -> None:
     scores = {}
     for label, path in models.items():
         results = evaluate_model(cfg, path, task_dir)
-        (stage.dir / label).mkdir(exist_ok=True)
-        (stage.dir / label / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        _write_results(stage.dir / label, results)
         scores[label] = {task: _task_scores(results["results"][task]) for task in cfg.eval.tasks}
         wandb_run.log({f"eval/{label}/{task}/{metric}": value
                        for task, metrics in scores[label].items() for metric, value in metrics.items()})
@@ -102,8 +101,18 @@ def evaluate_model(cfg: DictConfig, model_path: str, task_dir: Path) -> dict:
         limit=cfg.eval.limit,
         device=device,
         random_seed=cfg.seed,
-        log_samples=False,
+        log_samples=True,  # every scored request, written beside the results for inspection
     )
+
+
+def _write_results(out_dir: Path, results: dict) -> None:
+    """results.json (scores and harness config) and, per task, samples_<task>.jsonl (each scored request)."""
+    out_dir.mkdir(exist_ok=True)
+    for task, samples in results.pop("samples", {}).items():
+        with open(out_dir / f"samples_{task}.jsonl", "w") as handle:
+            for sample in samples:
+                handle.write(json.dumps(sample, default=str) + "\n")
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
 
 def _task_scores(task_result: dict) -> dict[str, float]:

@@ -47,3 +47,30 @@ def finalize(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> Path:
     tokenizer.save_pretrained(str(out_dir))
     return Path(out_dir)
+
+
+# Meta's Llama 3 pre-tokenizer split pattern (llama-models, models/llama3/tokenizer.py).
+LLAMA3_PAT_STR = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+    r"|\s+(?!\S)|\s+"
+)
+
+
+def tokenizer_from_tiktoken(model_file: Path, tokenizer_config: Path, out_dir: Path) -> PreTrainedTokenizerFast:
+    """An HF fast tokenizer from Meta's original `tokenizer.model` (tiktoken ranks) plus the special tokens of
+    an HF tokenizer_config.json, for checkpoints distributed in Meta's format."""
+    import json
+
+    import tiktoken.load
+    from tiktoken import Encoding
+    from transformers.integrations.tiktoken import convert_tiktoken_to_fast
+
+    added = json.loads(Path(tokenizer_config).read_text())["added_tokens_decoder"]
+    encoding = Encoding(
+        name="llama3",
+        pat_str=LLAMA3_PAT_STR,
+        mergeable_ranks=tiktoken.load.load_tiktoken_bpe(str(model_file)),
+        special_tokens={entry["content"]: int(token_id) for token_id, entry in added.items()},
+    )
+    convert_tiktoken_to_fast(encoding, str(out_dir))
+    return finalize(PreTrainedTokenizerFast.from_pretrained(str(out_dir)))

@@ -1,0 +1,52 @@
+"""Shared fixtures: one small end-to-end demo run (real torchrun, 2 gloo processes), real-data location."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Small but real: SFT needs about one epoch for the tiny model to learn to end its reply on <|eot_id|>,
+# which the export validation demands.
+SMALL_RUN_OVERRIDES = [
+    "sft.num_train_epochs=1",
+    "sft.save_steps=8",
+    "dpo.max_steps=6",
+    "dpo.save_steps=3",
+    "eval.limit=16",
+]
+PLANTED_SECRET = "wandb-secret-0123456789abcdef"
+
+
+def run_med42(args: list[str], env_extra: dict[str, str] | None = None, check: bool = True):
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_API_KEY": PLANTED_SECRET, **(env_extra or {})}
+    env.pop("WANDB_DIR", None)
+    result = subprocess.run([sys.executable, "-m", "med42_train", *args], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"med42 {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}"
+                             f"\n{result.stderr[-8000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A whole pipeline (data -> sft -> dpo -> eval) in a temporary run_dir, run once per test session."""
+    run_dir = tmp_path_factory.mktemp("demo_run")
+    result = run_med42(["pipeline", f"run_dir={run_dir}", *SMALL_RUN_OVERRIDES])
+    (run_dir / "pipeline.log").write_text(result.stdout + result.stderr)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """../shared/realdata (or $MED42_REALDATA); tests using it skip where it is absent."""
+    candidates = [os.environ.get("MED42_REALDATA"), PROJECT_ROOT.parent / "shared" / "realdata"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "README.md").is_file():
+            return Path(candidate)
+    pytest.skip("real public data not found at ../shared/realdata or $MED42_REALDATA")

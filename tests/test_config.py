@@ -1,0 +1,81 @@
+"""Config composition: every experiment composes and validates; bad overrides fail early, naming key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from med42_train.config import CONFIG_DIR, ConfigError, load_config, stage_config_hash
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+def test_the_three_reproductions_exist():
+    assert {"demo", "med42_v2_8b", "med42_v2_70b"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_validates(experiment):
+    cfg = load_config([f"experiment={experiment}"])
+    assert cfg.name == experiment
+    assert Path(cfg.run_dir).is_absolute() and cfg.run_dir.endswith(f"runs/{experiment}")
+    assert cfg.fsdp.version == 2
+
+
+def test_paper_numbers_reach_the_8b_and_70b_experiments():
+    cfg8, cfg70 = load_config(["experiment=med42_v2_8b"]), load_config(["experiment=med42_v2_70b"])
+    for cfg in (cfg8, cfg70):
+        assert (cfg.sft.learning_rate, cfg.sft.adam_beta1, cfg.sft.adam_beta2) == (5e-6, 0.9, 0.95)
+        assert (cfg.sft.weight_decay, cfg.sft.num_train_epochs, cfg.data.max_length) == (0.01, 2, 8192)
+        assert (cfg.dpo.learning_rate, cfg.dpo.optim, cfg.dpo.weight_decay) == (1e-6, "rmsprop", 0.0)
+        assert cfg.model.dtype == "bfloat16"
+    assert cfg8.dpo.beta == 0.1 and cfg70.dpo.beta == 0.01
+    assert cfg8.launcher.nnodes * cfg8.launcher.nproc_per_node == 16
+    assert cfg70.launcher.nnodes * cfg70.launcher.nproc_per_node == 48
+    assert cfg8.model.name_or_path.endswith("Meta-Llama-3-8B-Instruct")
+
+
+def test_overrides_reach_the_config_and_run_dir_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(["run_dir=rel/run", "sft.learning_rate=1e-4", "launcher.nproc_per_node=4"])
+    assert cfg.run_dir == str(tmp_path / "rel" / "run")
+    assert cfg.sft.learning_rate == 1e-4 and cfg.launcher.nproc_per_node == 4
+
+
+@pytest.mark.parametrize(
+    "override, expected_words",
+    [
+        ("sft.learning_rate=abc", ["sft.learning_rate", "Float"]),
+        ("sft.learning_rat=1", ["sft.learning_rat", "spelling"]),
+        ("+sft.new_key=1", ["new_key"]),
+        ("experiment=nope", ["experiment/nope", "med42_v2_8b"]),
+        ("model.attn_implementation=flex_attention", ["sft.packing", "flex_attention", "sdpa"]),
+        ("fsdp.version=1", ["fsdp.version=2"]),
+        ("logger.mode=loud", ["logger.mode"]),
+        ("eval.models=[base,teacher]", ["eval.models"]),
+        ("data.recipe=missing_recipe", ["data.recipe", "demo"]),
+        ("data.max_length=4096", ["data.max_length", "max_position_embeddings"]),
+        ("model.dtype=float8", ["model.dtype"]),
+    ],
+)
+def test_bad_overrides_fail_before_any_model_loads_naming_the_key(override, expected_words):
+    with pytest.raises(ConfigError) as caught:
+        load_config([override])
+    for word in expected_words:
+        assert word in str(caught.value)
+
+
+def test_stage_hash_tracks_only_the_sections_a_stage_depends_on():
+    base = load_config([])
+    assert stage_config_hash(load_config(["logger.project=other"]), "sft") == stage_config_hash(base, "sft")
+    assert stage_config_hash(load_config(["eval.limit=3"]), "sft") == stage_config_hash(base, "sft")
+    assert stage_config_hash(load_config(["sft.learning_rate=1e-4"]), "sft") != stage_config_hash(base, "sft")
+    assert stage_config_hash(load_config(["sft.learning_rate=1e-4"]), "data") == stage_config_hash(base, "data")
+
+
+def test_cli_reports_config_errors_with_exit_code_2(capsys):
+    from med42_train.cli import main
+
+    assert main(["sft", "sft.learning_rate=abc"]) == 2
+    assert "sft.learning_rate" in capsys.readouterr().err
