@@ -73,7 +73,6 @@ class SFTConfig:
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 1
     packing: bool = True  # padding-free BFD packing into max_length rows
-    gradient_checkpointing: bool = False
     save_steps: int = 100
     save_total_limit: int = 2
     logging_steps: int = 10
@@ -94,7 +93,6 @@ class DPOConfig:
     max_grad_norm: float = 1.0
     per_device_train_batch_size: int = 2
     gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
     save_steps: int = 100
     save_total_limit: int = 2
     logging_steps: int = 10

@@ -39,7 +39,6 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path) -> di
         max_grad_norm=section.max_grad_norm,
         per_device_train_batch_size=section.per_device_train_batch_size,
         gradient_accumulation_steps=section.gradient_accumulation_steps,
-        gradient_checkpointing=section.gradient_checkpointing,
         save_strategy="steps",
         save_steps=section.save_steps,
         save_total_limit=section.save_total_limit,
