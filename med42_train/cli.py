@@ -9,17 +9,9 @@ import sys
 from omegaconf import OmegaConf
 
 from med42_train.config import ConfigError, load_config
+from med42_train.launch.local import StageFailedError
 from med42_train.runtime.rundir import StageConflictError, StageInputError
-
-# stage name -> module with run(cfg)
-STAGE_MODULES = {
-    "data": "med42_train.data.assemble",
-    "sft": "med42_train.train.sft",
-    "dpo": "med42_train.train.dpo",
-    "eval": "med42_train.eval.mcqa",
-    "pipeline": "med42_train.launch.local",
-}
-
+from med42_train.stages import STAGE_MODULES
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -46,4 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StageInputError, StageConflictError) as err:
         print(f"med42 {args.stage}: error: {err}", file=sys.stderr)
         return 2
+    except StageFailedError as err:
+        print(f"med42 {args.stage}: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -14,10 +14,10 @@ import time
 
 from omegaconf import DictConfig
 
-from med42_train.cli import STAGE_MODULES
 from med42_train.config import STAGES, ConfigError
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import is_up_to_date
+from med42_train.stages import STAGE_MODULES
 
 log = get_logger()
 DISTRIBUTED_STAGES = ("sft", "dpo")
@@ -28,9 +28,10 @@ class StageFailedError(RuntimeError):
 
 
 def run(cfg: DictConfig, overrides: list[str]) -> None:
-    if cfg.launcher.name != "local":
-        raise ConfigError(f"launcher.name={cfg.launcher.name!r}: `med42 pipeline` runs locally; "
-                          "for Slurm see scripts/slurm/README.md, or pass launcher=local")
+    if cfg.launcher.name != "local" or cfg.launcher.nnodes != 1:
+        raise ConfigError(f"launcher.name={cfg.launcher.name!r}, launcher.nnodes={cfg.launcher.nnodes}: "
+                          "`med42 pipeline` runs on this machine; pass launcher=local (one node), or for "
+                          "several nodes launch the stages under Slurm (scripts/slurm/README.md)")
     timings = {}
     for stage in STAGES:
         module = importlib.import_module(STAGE_MODULES[stage])
@@ -51,9 +52,7 @@ def torchrun_command(cfg: DictConfig, stage: str, overrides: list[str]) -> list[
     forwarded = [o for o in overrides if not o.lstrip("+~").startswith("run_dir=")] + [f"run_dir={cfg.run_dir}"]
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.launcher.nproc_per_node}"]
     # --standalone: a private rendezvous on a free port, so concurrent runs on one machine never collide.
-    command += ["--standalone"] if cfg.launcher.nnodes == 1 else [
-        f"--nnodes={cfg.launcher.nnodes}", f"--master-port={cfg.launcher.master_port}"]
-    return command + ["-m", "med42_train", stage, *forwarded]
+    return command + ["--standalone", "-m", "med42_train", stage, *forwarded]
 
 
 def _torchrun(cfg: DictConfig, stage: str, overrides: list[str]) -> None:

@@ -25,6 +25,7 @@ from med42_train.runtime.log import get_logger
 COMPLETE = "COMPLETE"
 MANIFEST = "manifest.json"
 FROZEN_CONFIG = "config.yaml"
+STARTED = "started.json"  # config hash and inputs of the attempt in progress
 _VERSIONED = ("torch", "transformers", "trl", "accelerate", "datasets", "hydra-core", "wandb", "lm_eval", "tokenizers")
 
 log = get_logger()
@@ -108,31 +109,48 @@ def is_up_to_date(cfg: DictConfig, stage: str, inputs: dict[str, dict[str, str]]
     directory = stage_dir(cfg, stage)
     if not (directory / COMPLETE).is_file():
         return False
-    manifest = read_manifest(directory)
-    if manifest["config_hash"] == stage_config_hash(cfg, stage) and manifest["inputs"] == inputs:
+    return _same_or_refuse(cfg, stage, inputs, read_manifest(directory), "is COMPLETE")
+
+
+def _same_or_refuse(cfg: DictConfig, stage: str, inputs: dict, recorded: dict, state: str) -> bool:
+    """Whether a recorded result or attempt used this config and these inputs; if not, refuse unless overwrite."""
+    config_hash = stage_config_hash(cfg, stage)
+    if recorded["config_hash"] == config_hash and recorded["inputs"] == inputs:
         return True
     if cfg.overwrite:
         return False
-    changed = "config" if manifest["config_hash"] != stage_config_hash(cfg, stage) else "inputs"
+    changed = "config" if recorded["config_hash"] != config_hash else "inputs"
     raise StageConflictError(
-        f"{directory} is COMPLETE but was made with other {changed}. Pass overwrite=true to replace it, "
+        f"{stage_dir(cfg, stage)} {state} but was made with other {changed}. Pass overwrite=true to replace it, "
         f"or choose another run_dir=..."
     )
 
 
 def begin_stage(cfg: DictConfig, stage: str, inputs: dict[str, dict[str, str]]) -> Optional[StageRun]:
-    """Start a stage: None if it is already up to date; else clear a stale result and freeze the config."""
+    """Start a stage: None if it is already up to date; else clear a stale result and freeze the config.
+
+    An interrupted attempt (STARTED but no COMPLETE) with the same config and inputs is kept, so training
+    resumes from its checkpoints; one with other settings is refused (or discarded with overwrite=true),
+    never resumed into a different run.
+    """
     info = dist_info()
     if is_up_to_date(cfg, stage, inputs):
         log.info("%s is COMPLETE with the same config and inputs: nothing to do", stage_dir(cfg, stage))
         return None
     directory = stage_dir(cfg, stage)
+    stale = (directory / COMPLETE).is_file() or (
+        (directory / STARTED).is_file()
+        and not _same_or_refuse(cfg, stage, inputs, json.loads((directory / STARTED).read_text()),
+                                "holds an interrupted run")
+    )
     if info.is_main:
-        if (directory / COMPLETE).is_file():  # overwrite=true on a stale result
+        if stale:
             log.warning("overwrite=true: replacing %s", directory)
             shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(directory / FROZEN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+        started = {"config_hash": stage_config_hash(cfg, stage), "inputs": inputs}
+        _atomic_write(directory / STARTED, json.dumps(started, indent=2, sort_keys=True))
     barrier()
     # Every rank trains with the one config rank 0 froze, not with its own composition of the command line.
     frozen = OmegaConf.merge(OmegaConf.structured(RootConfig), OmegaConf.load(directory / FROZEN_CONFIG))

@@ -12,6 +12,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from med42_train.runtime.dist import init_distributed, uses_cpu
 from med42_train.runtime.log import get_logger
+from med42_train.runtime.wandb_run import report_to
 
 log = get_logger()
 
@@ -50,7 +51,7 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path) -> di
         fsdp=True,
         fsdp_config=fsdp_config(cfg),
         dataloader_num_workers=0,
-        report_to=[],  # set by the stage from the logger config
+        report_to=report_to(cfg),  # the HF callback logs train/* into the run start_run opened (rank 0)
         disable_tqdm=False,
     )
 

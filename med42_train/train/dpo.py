@@ -12,7 +12,7 @@ from trl import DPOConfig, DPOTrainer
 
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import begin_stage, require_complete, stage_input
-from med42_train.runtime.wandb_run import report_to, start_run
+from med42_train.runtime.wandb_run import start_run
 from med42_train.train.common import (
     finish_training, load_model, load_tokenizer, resume_checkpoint, start_distributed, trainer_kwargs,
 )
@@ -61,7 +61,6 @@ def run(cfg: DictConfig) -> None:
         precompute_ref_log_probs=False,  # reported to crash under FSDP2 (trl issue 6470)
         run_name=f"{cfg.name}-dpo",
     )
-    args.report_to = report_to(cfg)
     # ref_model=None: TRL loads a second copy from the policy's path (the SFT export) and shards it the same way.
     trainer = PretokenizedDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(stage.dir / "checkpoints"))

@@ -12,7 +12,7 @@ from trl import SFTConfig, SFTTrainer
 
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import begin_stage, require_complete, stage_input
-from med42_train.runtime.wandb_run import report_to, start_run
+from med42_train.runtime.wandb_run import start_run
 from med42_train.train.common import (
     finish_training, load_model, load_tokenizer, resume_checkpoint, start_distributed, trainer_kwargs,
 )
@@ -48,7 +48,6 @@ def run(cfg: DictConfig) -> None:
         shuffle_dataset=True,
         run_name=f"{cfg.name}-sft",
     )
-    args.report_to = report_to(cfg)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(stage.dir / "checkpoints"))
 

@@ -58,3 +58,15 @@ def test_other_config_or_inputs_are_refused_unless_overwrite(tmp_path):
     run = begin_stage(load_config([f"run_dir={tmp_path}", "data.max_length=256", "overwrite=true"]), "data", INPUTS)
     assert run is not None and not (run.dir / COMPLETE).exists() and not (run.dir / "out.txt").exists()
     assert run.cfg.data.max_length == 256  # the frozen config is what the stage runs with
+
+
+def test_an_interrupted_attempt_is_resumed_only_with_the_same_settings(tmp_path):
+    cfg = load_config([f"run_dir={tmp_path}"])
+    run = begin_stage(cfg, "data", INPUTS)
+    (run.dir / "checkpoint-1").mkdir()  # then the job dies before COMPLETE
+    again = begin_stage(cfg, "data", INPUTS)
+    assert again is not None and (again.dir / "checkpoint-1").is_dir()  # kept for resuming
+    with pytest.raises(StageConflictError, match="interrupted run"):
+        begin_stage(load_config([f"run_dir={tmp_path}", "data.max_length=256"]), "data", INPUTS)
+    fresh = begin_stage(load_config([f"run_dir={tmp_path}", "data.max_length=256", "overwrite=true"]), "data", INPUTS)
+    assert not (fresh.dir / "checkpoint-1").exists()

@@ -1,0 +1,9 @@
+"""The stage registry: command name -> module exposing `run(cfg)` (and `stage_inputs(cfg)` for pipeline stages)."""
+
+STAGE_MODULES = {
+    "data": "med42_train.data.assemble",
+    "sft": "med42_train.train.sft",
+    "dpo": "med42_train.train.dpo",
+    "eval": "med42_train.eval.mcqa",
+    "pipeline": "med42_train.launch.local",
+}

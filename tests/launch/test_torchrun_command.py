@@ -1,0 +1,29 @@
+"""How the pipeline launches training stages: torchrun with the user's overrides and an absolute run_dir."""
+
+from __future__ import annotations
+
+import sys
+
+from med42_train.config import load_config
+from med42_train.launch.local import torchrun_command
+
+
+def test_single_node_uses_a_private_rendezvous_and_forwards_overrides(tmp_path):
+    overrides = ["run_dir=relative/dir", "sft.learning_rate=1e-4", "launcher.nproc_per_node=3"]
+    cfg = load_config([f"run_dir={tmp_path}", "sft.learning_rate=1e-4", "launcher.nproc_per_node=3"])
+    command = torchrun_command(cfg, "sft", overrides)
+    assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert "--nproc-per-node=3" in command and "--standalone" in command
+    assert command[-4:] == ["sft", "sft.learning_rate=1e-4", "launcher.nproc_per_node=3", f"run_dir={tmp_path}"]
+    assert "run_dir=relative/dir" not in command
+
+
+def test_the_local_pipeline_refuses_multi_node_launchers(tmp_path):
+    import pytest
+
+    from med42_train.config import ConfigError
+    from med42_train.launch.local import run
+
+    for overrides in (["launcher=slurm"], ["launcher.nnodes=2"]):
+        with pytest.raises(ConfigError, match="scripts/slurm"):
+            run(load_config([f"run_dir={tmp_path}", *overrides]), overrides)
