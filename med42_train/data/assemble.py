@@ -7,6 +7,7 @@ preference/ (prompt_ids, chosen_ids, rejected_ids, source), base_model/ for the 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
@@ -20,7 +21,7 @@ from med42_train.data.tokenize import tokenize_preference, tokenize_sft
 from med42_train.models.demo import build_demo_model
 from med42_train.models.tokenizer import load_base_tokenizer, save_tokenizer, train_demo_tokenizer
 from med42_train.runtime.log import get_logger
-from med42_train.runtime.rundir import begin_stage, finish_stage, sha256_file
+from med42_train.runtime.rundir import begin_stage, finish_stage, sha256_file, sha256_tree
 from med42_train.runtime.wandb_run import start_run
 
 log = get_logger()
@@ -41,8 +42,12 @@ def run(cfg: DictConfig) -> None:
     cfg, wandb_run = stage.cfg, start_run(stage.cfg, "data")
 
     # ---- converted records (messages), per source ----
-    sft_messages = {s.name: _convert(s, SFT_FORMATS[s.format], recipe) for s in recipe.sft}
-    pref_pairs = {s.name: _convert(s, PREFERENCE_FORMATS[s.format], recipe) for s in recipe.preference}
+    system_prompt = cfg.data.system_prompt
+    sft_messages = {s.name: [_with_system_prompt(m, system_prompt) for m in _convert(s, SFT_FORMATS[s.format], recipe)]
+                    for s in recipe.sft}
+    pref_pairs = {s.name: [{**p, "prompt": _with_system_prompt(p["prompt"], system_prompt)}
+                           for p in _convert(s, PREFERENCE_FORMATS[s.format], recipe)]
+                  for s in recipe.preference}
 
     # ---- tokenizer and base model ----
     if cfg.model.name_or_path == "demo":
@@ -61,18 +66,26 @@ def run(cfg: DictConfig) -> None:
     figures = {"sft_sources": sft_stats, "preference_sources": pref_stats,
                "num_sft_samples": len(sft_table["input_ids"]), "num_preference_pairs": len(pref_table["prompt_ids"])}
     _log_figures(wandb_run, figures)
-    outputs = {
-        "sft_dataset": {"path": str(stage.dir / "sft")},
-        "preference_dataset": {"path": str(stage.dir / "preference")},
-        "tokenizer": {"path": str(stage.dir / "tokenizer")},
-        "base_model": {"path": base_model},
-    }
+    outputs = {name: _dir_record(stage.dir / folder) for name, folder in
+               (("sft_dataset", "sft"), ("preference_dataset", "preference"), ("tokenizer", "tokenizer"))}
+    outputs["base_model"] = _dir_record(Path(base_model)) if Path(base_model).is_dir() else {"path": base_model}
     finish_stage(stage, outputs, figures, recipe=recipe.name, wandb_run_id=wandb_run.id)
     wandb_run.finish()
 
 
 def _file_record(path) -> dict[str, str]:
     return {"path": str(path), "sha256": sha256_file(path)}
+
+
+def _dir_record(path: Path) -> dict[str, str]:
+    return {"path": str(path), "sha256": sha256_tree(path)}
+
+
+def _with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
+    """Prepend data.system_prompt to a conversation that has no system turn of its own."""
+    if not system_prompt or messages[0]["role"] == "system":
+        return messages
+    return [{"role": "system", "content": system_prompt}, *messages]
 
 
 def _convert(source: Source, adapter, recipe: Recipe) -> list[Any]:

@@ -45,7 +45,7 @@ def run(cfg: DictConfig, overrides: list[str]) -> None:
         else:
             module.run(cfg)
         timings[stage] = round(time.time() - started, 1)
-    log.info("[pipeline] done in %s s per stage: %s", sum(timings.values()), timings or "(all skipped)")
+    log.info("[pipeline] done in %.1f s; per stage: %s", sum(timings.values()), timings or "(all skipped)")
 
 
 def torchrun_command(cfg: DictConfig, stage: str, overrides: list[str]) -> list[str]:

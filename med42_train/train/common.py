@@ -40,6 +40,9 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path) -> di
         max_grad_norm=section.max_grad_norm,
         per_device_train_batch_size=section.per_device_train_batch_size,
         gradient_accumulation_steps=section.gradient_accumulation_steps,
+        # TRL turns the Trainer's checkpointing on by default; under FSDP the one switch is
+        # fsdp.activation_checkpointing (FSDP's own), so the Trainer's stays off.
+        activation_checkpointing=False,
         save_strategy="steps",
         save_steps=section.save_steps,
         save_total_limit=section.save_total_limit,
