@@ -22,11 +22,14 @@ SMALL_RUN_OVERRIDES = [
 PLANTED_SECRET = "wandb-secret-0123456789abcdef"
 
 
-def run_med42(args: list[str], env_extra: dict[str, str] | None = None, check: bool = True):
+def run_med42(args: list[str], env_extra: dict[str, str] | None = None, check: bool = True,
+              timeout_s: float | None = None, nproc: int = 0):
+    """`python -m med42_train ARGS` in a subprocess, under `torchrun --nproc-per-node NPROC` when nproc > 0."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_API_KEY": PLANTED_SECRET, **(env_extra or {})}
     env.pop("WANDB_DIR", None)
-    result = subprocess.run([sys.executable, "-m", "med42_train", *args], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True)
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc else []
+    result = subprocess.run([sys.executable, *launcher, "-m", "med42_train", *args], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, timeout=timeout_s)
     if check and result.returncode != 0:
         raise AssertionError(f"med42 {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}"
                              f"\n{result.stderr[-8000:]}")

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 
-from med42_train.runtime.dist import init_distributed, uses_cpu
+from med42_train.runtime.dist import dist_info, init_distributed, uses_cpu
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.wandb_run import report_to
 
@@ -51,8 +51,9 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path) -> di
         data_seed=cfg.seed,
         bf16=cfg.model.dtype == "bfloat16" and not on_cpu,
         use_cpu=on_cpu,
-        fsdp=True,
-        fsdp_config=fsdp_config(cfg),
+        # One process has nothing to shard with (and accelerate refuses FSDP there): it trains unsharded.
+        fsdp=dist_info().world_size > 1,
+        fsdp_config=fsdp_config(cfg) if dist_info().world_size > 1 else None,
         dataloader_num_workers=0,
         report_to=report_to(cfg),  # the HF callback logs train/* into the run start_run opened (rank 0)
         disable_tqdm=False,

@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from med42_train.models.chat import EOT
 from med42_train.models.demo import generation_config
-from med42_train.runtime.dist import barrier, broadcast_object, dist_info
+from med42_train.runtime.dist import broadcast_object, dist_info
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import sha256_tree
 
@@ -30,34 +30,48 @@ class ExportError(RuntimeError):
 
 
 def export_model(trainer, tokenizer, out_dir: Path, validation_prompt: str, max_new_tokens: int = 96) -> dict:
-    """Gather the FSDP2 shards into one state dict (all ranks take part), save and validate on rank 0."""
+    """Gather the FSDP2 shards into one state dict (all ranks take part), save and validate on rank 0.
+
+    Rank 0's outcome, success or error, is broadcast, so a failed validation stops every rank at once instead
+    of leaving the others waiting at a barrier until the process-group timeout.
+    """
     # Every rank sends its shards; rank 0 receives full tensors on CPU, the others an empty dict.
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     state_dict = get_model_state_dict(trainer.model, options=options)
-    report: dict[str, Any] = {}
+    outcome: dict[str, Any] = {}
     if dist_info().is_main:
-        # Written under a temporary name and renamed only once validated: a model/ folder is always whole.
-        partial = out_dir.with_name(f".{out_dir.name}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        model.config.use_cache = True  # inference default for users of the export
-        model.generation_config = generation_config(tokenizer)
-        # huggingface_hub writes sharded safetensors plus the index; the model object itself still holds
-        # DTensors, which save_pretrained cannot serialise.
-        save_torch_state_dict(state_dict, str(partial), max_shard_size="5GB")
-        model.config.save_pretrained(str(partial))
-        model.generation_config.save_pretrained(str(partial))
-        tokenizer.save_pretrained(str(partial))
-        expected = {"num_params": sum(t.numel() for t in state_dict.values()),
-                    "dtype": str(next(iter(state_dict.values())).dtype)}
-        report = validate_export(partial, validation_prompt, expected, max_new_tokens)
-        report["sha256"] = sha256_tree(partial)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(partial, out_dir)
-    barrier()
-    report = broadcast_object(report)
-    return {"path": str(out_dir), **report}
+        try:
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            outcome = {"report": _save_validated(model, state_dict, tokenizer, out_dir, validation_prompt,
+                                                 max_new_tokens)}
+        except Exception as err:  # noqa: BLE001 - re-raised on every rank below
+            outcome = {"error": f"{type(err).__name__}: {err}"}
+    outcome = broadcast_object(outcome)
+    if "error" in outcome:
+        raise ExportError(f"export to {out_dir} failed: {outcome['error']}")
+    return {"path": str(out_dir), **outcome["report"]}
+
+
+def _save_validated(model, state_dict, tokenizer, out_dir: Path, prompt: str, max_new_tokens: int) -> dict:
+    """Write the export under a temporary name, validate it, then rename: a model/ folder is always whole."""
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    model.config.use_cache = True  # inference default for users of the export
+    model.generation_config = generation_config(tokenizer)
+    # huggingface_hub writes sharded safetensors plus the index; the model object itself still holds DTensors,
+    # which save_pretrained cannot serialise.
+    save_torch_state_dict(state_dict, str(partial), max_shard_size="5GB")
+    model.config.save_pretrained(str(partial))
+    model.generation_config.save_pretrained(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    expected = {"num_params": sum(t.numel() for t in state_dict.values()),
+                "dtype": str(next(iter(state_dict.values())).dtype)}
+    report = validate_export(partial, prompt, expected, max_new_tokens)
+    report["sha256"] = sha256_tree(partial)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(partial, out_dir)
+    return report
 
 
 def validate_export(out_dir: Path, prompt: str, expected: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:

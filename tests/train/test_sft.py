@@ -54,3 +54,21 @@ def test_sft_changed_the_weights(demo_run):
     tuned = AutoModelForCausalLM.from_pretrained(str(demo_run / "sft" / "model")).state_dict()
     assert base.keys() == tuned.keys()
     assert not torch.equal(base["model.layers.0.self_attn.q_proj.weight"], tuned["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_an_export_that_fails_validation_stops_both_ranks_and_completes_nothing(demo_run, tmp_path):
+    import shutil
+    import subprocess
+
+    from tests.conftest import run_med42
+
+    shutil.copytree(demo_run / "data", tmp_path / "data")
+    try:
+        # One step leaves the tiny model unable to end its reply: the export must be refused, on every rank.
+        result = run_med42(["sft", f"run_dir={tmp_path}", "sft.max_steps=1", "logger.wandb=false"],
+                           check=False, timeout_s=300, nproc=2)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a failed export left ranks waiting instead of stopping") from None
+    assert result.returncode != 0
+    assert "generation did not stop" in result.stdout + result.stderr
+    assert not (tmp_path / "sft" / "COMPLETE").exists() and not (tmp_path / "sft" / "model").exists()

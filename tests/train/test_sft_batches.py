@@ -28,7 +28,8 @@ def packed_batch(tmp_path_factory):
     model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
     args = SFTConfig(output_dir=str(tmp_path_factory.mktemp("sft")), packing=True, packing_strategy="bfd",
-                     max_length=512, per_device_train_batch_size=1, use_cpu=True, report_to=[])
+                     max_length=512, per_device_train_batch_size=1, use_cpu=True, report_to=[],
+                     activation_checkpointing=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     return next(iter(trainer.get_train_dataloader())), rows
 
