@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from med42_train.config import ConfigError, load_config
 from med42_train.launch.local import StageFailedError
 from med42_train.runtime.rundir import StageConflictError, StageInputError
-from med42_train.stages import STAGE_MODULES
+from med42_train.runtime.dist import dist_info
+from med42_train.stages import SINGLE_PROCESS_STAGES, STAGE_MODULES
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load_config(args.overrides)
+        if args.stage in SINGLE_PROCESS_STAGES and dist_info().world_size > 1:
+            raise ConfigError(f"`{args.stage}` runs in one process (the pipeline launches torchrun itself for "
+                              f"sft and dpo): run `med42 {args.stage} ...` without torchrun")
         if args.print_config:
             print(OmegaConf.to_yaml(cfg))
             return 0

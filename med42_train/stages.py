@@ -7,3 +7,6 @@ STAGE_MODULES = {
     "eval": "med42_train.eval.mcqa",
     "pipeline": "med42_train.launch.local",
 }
+
+# Stages that do their work once, in one process: under torchrun every rank would repeat it and race on files.
+SINGLE_PROCESS_STAGES = ("data", "eval", "pipeline")

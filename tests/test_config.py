@@ -72,10 +72,3 @@ def test_stage_hash_tracks_only_the_sections_a_stage_depends_on():
     assert stage_config_hash(load_config(["eval.limit=3"]), "sft") == stage_config_hash(base, "sft")
     assert stage_config_hash(load_config(["sft.learning_rate=1e-4"]), "sft") != stage_config_hash(base, "sft")
     assert stage_config_hash(load_config(["sft.learning_rate=1e-4"]), "data") == stage_config_hash(base, "data")
-
-
-def test_cli_reports_config_errors_with_exit_code_2(capsys):
-    from med42_train.cli import main
-
-    assert main(["sft", "sft.learning_rate=abc"]) == 2
-    assert "sft.learning_rate" in capsys.readouterr().err
