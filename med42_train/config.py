@@ -126,7 +126,6 @@ class LauncherConfig:
     nproc_per_node: int = 2
     nnodes: int = 1
     backend: str = "auto"  # auto = nccl on CUDA, gloo on CPU
-    master_port: int = 29517
 
 
 @dataclass

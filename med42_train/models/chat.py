@@ -16,7 +16,6 @@ EOS_TEXT = "<|end_of_text|>"
 START_HEADER = "<|start_header_id|>"
 END_HEADER = "<|end_header_id|>"
 EOT = "<|eot_id|>"
-ROLES = ("system", "user", "assistant")
 
 # Meta's Llama 3 Instruct template, verbatim (Meta-Llama-3-8B-Instruct tokenizer_config.json).
 META_LLAMA3_TEMPLATE = (

@@ -10,14 +10,12 @@ from datasets import load_from_disk
 from omegaconf import DictConfig
 from trl import DPOConfig, DPOTrainer
 
-from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import begin_stage, require_complete, stage_input
 from med42_train.runtime.wandb_run import start_run
 from med42_train.train.common import (
     finish_training, load_model, load_tokenizer, resume_checkpoint, start_distributed, trainer_kwargs,
 )
 
-log = get_logger()
 PREFERENCE_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
 
 
