@@ -121,9 +121,14 @@ def _task_scores(task_result: dict) -> dict[str, float]:
 
 
 def comparison_table(scores: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Markdown table: one row per model, accuracy (%) per task."""
+    """Markdown table: one row per model; per task, accuracy (%) and length-normalised accuracy when known."""
     tasks = sorted({task for per_model in scores.values() for task in per_model})
-    lines = ["| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    lines = ["| model | " + " | ".join(f"{t} acc (acc_norm)" for t in tasks) + " |", "|---|" + "---|" * len(tasks)]
     for label, per_task in scores.items():
-        lines.append(f"| {label} | " + " | ".join(f"{100 * per_task[t]['acc']:.2f}" for t in tasks) + " |")
+        lines.append(f"| {label} | " + " | ".join(_cell(per_task[t]) for t in tasks) + " |")
     return "\n".join(lines)
+
+
+def _cell(metrics: dict[str, float]) -> str:
+    normalised = f" ({100 * metrics['acc_norm']:.2f})" if "acc_norm" in metrics else ""
+    return f"{100 * metrics['acc']:.2f}{normalised}"

@@ -43,5 +43,6 @@ def test_installed_task_points_at_the_shipped_eval_set_and_scores_full_answers(t
 
 
 def test_comparison_table_has_a_row_per_model():
-    table = comparison_table({"base": {"t": {"acc": 0.25}}, "sft": {"t": {"acc": 0.5}}})
-    assert table.splitlines() == ["| model | t |", "|---|---|", "| base | 25.00 |", "| sft | 50.00 |"]
+    table = comparison_table({"base": {"t": {"acc": 0.25}}, "sft": {"t": {"acc": 0.5, "acc_norm": 0.625}}})
+    assert table.splitlines() == ["| model | t acc (acc_norm) |", "|---|---|", "| base | 25.00 |",
+                                  "| sft | 50.00 (62.50) |"]
