@@ -19,34 +19,32 @@ from med42_train.data.formats import PREFERENCE_FORMATS, SFT_FORMATS, RecordErro
 from med42_train.data.recipe import Recipe, Source, load_recipe, read_records, select
 from med42_train.data.tokenize import tokenize_preference, tokenize_sft
 from med42_train.models.demo import build_demo_model
-from med42_train.models.tokenizer import load_base_tokenizer, save_tokenizer, train_demo_tokenizer
+from med42_train.models.tokenizer import load_base_tokenizer, train_demo_tokenizer
 from med42_train.runtime.log import get_logger
-from med42_train.runtime.rundir import begin_stage, finish_stage, sha256_file, sha256_tree
+from med42_train.runtime.rundir import begin_stage, finish_stage, sha256_tree
 from med42_train.runtime.wandb_run import start_run
 
 log = get_logger()
 
 
 def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
-    """The recipe file and every source file it names, with their content hashes."""
-    recipe = load_recipe(recipe_path(cfg))
-    inputs = {"recipe": _file_record(recipe.path)}
-    return inputs | {f"source:{s.name}": _file_record(s.path) for s in recipe.sft + recipe.preference}
+    return _inputs(load_recipe(recipe_path(cfg)))
 
 
 def run(cfg: DictConfig) -> None:
     recipe = load_recipe(recipe_path(cfg))
-    stage = begin_stage(cfg, "data", stage_inputs(cfg))
+    stage = begin_stage(cfg, "data", _inputs(recipe))
     if stage is None:
         return
     cfg, wandb_run = stage.cfg, start_run(stage.cfg, "data")
 
     # ---- converted records (messages), per source ----
     system_prompt = cfg.data.system_prompt
-    sft_messages = {s.name: [_with_system_prompt(m, system_prompt) for m in _convert(s, SFT_FORMATS[s.format], recipe)]
+    sft_messages = {s.name: [_with_system_prompt(messages, system_prompt)
+                             for messages in _convert(s, SFT_FORMATS[s.format], recipe)]
                     for s in recipe.sft}
-    pref_pairs = {s.name: [{**p, "prompt": _with_system_prompt(p["prompt"], system_prompt)}
-                           for p in _convert(s, PREFERENCE_FORMATS[s.format], recipe)]
+    pref_pairs = {s.name: [{**pair, "prompt": _with_system_prompt(pair["prompt"], system_prompt)}
+                           for pair in _convert(s, PREFERENCE_FORMATS[s.format], recipe)]
                   for s in recipe.preference}
 
     # ---- tokenizer and base model ----
@@ -55,7 +53,7 @@ def run(cfg: DictConfig) -> None:
         base_model = str(build_demo_model(cfg, tokenizer, stage.dir / "base_model"))
     else:
         tokenizer, base_model = load_base_tokenizer(cfg), str(cfg.model.name_or_path)
-    save_tokenizer(tokenizer, stage.dir / "tokenizer")
+    tokenizer.save_pretrained(str(stage.dir / "tokenizer"))
 
     # ---- tokenize once, write ----
     sft_table, sft_stats = _tokenize_sft(tokenizer, sft_messages, cfg.data.max_length)
@@ -66,18 +64,21 @@ def run(cfg: DictConfig) -> None:
     figures = {"sft_sources": sft_stats, "preference_sources": pref_stats,
                "num_sft_samples": len(sft_table["input_ids"]), "num_preference_pairs": len(pref_table["prompt_ids"])}
     _log_figures(wandb_run, figures)
-    outputs = {name: _dir_record(stage.dir / folder) for name, folder in
+    outputs = {name: _record(stage.dir / folder) for name, folder in
                (("sft_dataset", "sft"), ("preference_dataset", "preference"), ("tokenizer", "tokenizer"))}
-    outputs["base_model"] = _dir_record(Path(base_model)) if Path(base_model).is_dir() else {"path": base_model}
+    outputs["base_model"] = _record(Path(base_model)) if Path(base_model).is_dir() else {"path": base_model}
     finish_stage(stage, outputs, figures, recipe=recipe.name, wandb_run_id=wandb_run.id)
     wandb_run.finish()
 
 
-def _file_record(path) -> dict[str, str]:
-    return {"path": str(path), "sha256": sha256_file(path)}
+def _inputs(recipe: Recipe) -> dict[str, dict[str, str]]:
+    """The recipe file and every source file it names, with their content hashes."""
+    sources = {f"source:{s.name}": _record(s.path) for s in recipe.sft + recipe.preference}
+    return {"recipe": _record(recipe.path), **sources}
 
 
-def _dir_record(path: Path) -> dict[str, str]:
+def _record(path: Path) -> dict[str, str]:
+    """Path and content hash of a file or folder, as manifests list inputs and outputs."""
     return {"path": str(path), "sha256": sha256_tree(path)}
 
 

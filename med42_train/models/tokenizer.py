@@ -44,11 +44,6 @@ def finalize(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> Path:
-    tokenizer.save_pretrained(str(out_dir))
-    return Path(out_dir)
-
-
 # Meta's Llama 3 pre-tokenizer split pattern (llama-models, models/llama3/tokenizer.py).
 LLAMA3_PAT_STR = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"

@@ -6,6 +6,7 @@ stage with the same config and inputs is a no-op; with different ones it refuses
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -56,7 +57,15 @@ def stage_dir(cfg: DictConfig, stage: str) -> Path:
     return Path(cfg.run_dir) / stage
 
 
-def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
+def sha256_file(path: Path) -> str:
+    """Content hash of a file; a file unchanged since it was last hashed in this process is not read again
+    (the pipeline checks a stage's inputs before the stage checks them itself; sources can be GBs)."""
+    stat = Path(path).stat()
+    return _sha256_unchanged(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256_unchanged(path: str, size_bytes: int, mtime_ns: int, chunk_bytes: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_bytes):

@@ -12,7 +12,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from med42_train.runtime.dist import dist_info, init_distributed, uses_cpu
 from med42_train.runtime.log import get_logger
+from med42_train.runtime.rundir import finish_stage
 from med42_train.runtime.wandb_run import report_to
+from med42_train.train.export import export_model
 
 log = get_logger()
 
@@ -115,9 +117,6 @@ def sharding_report(model: torch.nn.Module) -> dict[str, Any]:
 
 def finish_training(stage, trainer, result, tokenizer, wandb_run, validation_prompt: str, **extra: Any) -> dict:
     """Export and validate the trained model, then write the stage's manifest and COMPLETE."""
-    from med42_train.runtime.rundir import finish_stage
-    from med42_train.train.export import export_model
-
     # Read before the export: what training actually ran with and held per rank.
     sharding = sharding_report(trainer.model)
     distributed_type = str(trainer.accelerator.distributed_type)

@@ -70,3 +70,17 @@ def test_an_interrupted_attempt_is_resumed_only_with_the_same_settings(tmp_path)
         begin_stage(load_config([f"run_dir={tmp_path}", "data.max_length=256"]), "data", INPUTS)
     fresh = begin_stage(load_config([f"run_dir={tmp_path}", "data.max_length=256", "overwrite=true"]), "data", INPUTS)
     assert not (fresh.dir / "checkpoint-1").exists()
+
+
+def test_file_hash_follows_content_changes(tmp_path):
+    import os
+
+    from med42_train.runtime.rundir import sha256_file
+
+    path = tmp_path / "source.jsonl"
+    path.write_text("a\n")
+    first = sha256_file(path)
+    assert sha256_file(path) == first
+    path.write_text("b\n")
+    os.utime(path, ns=(1, 1))  # even with an unusual mtime, the changed size/mtime key forces a re-read
+    assert sha256_file(path) != first
