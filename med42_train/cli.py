@@ -10,8 +10,9 @@ from omegaconf import OmegaConf
 
 from med42_train.config import ConfigError, load_config
 from med42_train.launch.local import StageFailedError
-from med42_train.runtime.rundir import StageConflictError, StageInputError
 from med42_train.runtime.dist import dist_info
+from med42_train.runtime.preemption import PREEMPTED_EXIT_CODE, Preempted
+from med42_train.runtime.rundir import StageConflictError, StageInputError
 from med42_train.stages import SINGLE_PROCESS_STAGES, STAGE_MODULES
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,4 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except StageFailedError as err:
         print(f"med42 {args.stage}: {err}", file=sys.stderr)
         return 1
+    except Preempted as err:
+        print(f"med42 {args.stage}: preempted: {err}", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     return 0

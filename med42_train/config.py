@@ -67,14 +67,17 @@ class SFTConfig:
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.03
     weight_decay: float = 0.01
+    optim: str = "adamw_torch"
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     max_grad_norm: float = 1.0
+    # The global batch in tokens: tokens_per_step / data.max_length packed rows per optimizer step, split into
+    # per_device_train_batch_size rows per micro-batch; gradient accumulation is derived from the world size.
+    tokens_per_step: int = 262144
     per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 1
     packing: bool = True  # padding-free BFD packing into max_length rows
-    save_steps: int = 100
-    save_total_limit: int = 2
+    save_steps: int = 100  # a sharded checkpoint every N optimizer steps
+    save_total_limit: int = 2  # keep the last k complete checkpoints
     logging_steps: int = 10
     validation_prompt: str = "What is the first-line treatment for uncomplicated hypertension?"
 
@@ -126,6 +129,9 @@ class LauncherConfig:
     nproc_per_node: int = 2
     nnodes: int = 1
     backend: str = "auto"  # auto = nccl on CUDA, gloo on CPU
+    # After SIGTERM/SIGUSR1, how long torchrun lets the workers save a checkpoint before it kills them. Slurm
+    # jobs send the signal this long before the time limit (#SBATCH --signal=USR1@<grace>).
+    preemption_grace_s: int = 300
 
 
 @dataclass
@@ -238,6 +244,29 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(message)
     recipe_path(cfg)  # raises if the recipe does not exist
+    sft_gradient_accumulation(cfg, cfg.launcher.nnodes * cfg.launcher.nproc_per_node)
+
+
+def sft_gradient_accumulation(cfg: DictConfig, world_size: int) -> int:
+    """Micro-batches per optimizer step that make sft.tokens_per_step with this world size, or a ConfigError.
+
+    Checked against the launcher's planned world size at composition, and again by the sft stage against the
+    world size it actually runs with (a hand-launched torchrun may differ).
+    """
+    tokens_per_step, max_length = cfg.sft.tokens_per_step, cfg.data.max_length
+    micro_batch_rows = cfg.sft.per_device_train_batch_size
+    rows_per_step, leftover_tokens = divmod(tokens_per_step, max_length)
+    if leftover_tokens or rows_per_step == 0:
+        raise ConfigError(f"sft.tokens_per_step={tokens_per_step} is not a whole number of "
+                          f"data.max_length={max_length} rows: use a multiple of {max_length}")
+    accumulation, leftover_rows = divmod(rows_per_step, world_size * micro_batch_rows)
+    if leftover_rows or accumulation == 0:
+        raise ConfigError(
+            f"sft.tokens_per_step={tokens_per_step} is {rows_per_step} rows of {max_length} tokens, which do not "
+            f"split evenly over {world_size} ranks x sft.per_device_train_batch_size={micro_batch_rows} rows: use "
+            f"a tokens_per_step that is a multiple of {max_length * world_size * micro_batch_rows} "
+            f"(max_length x world size x per_device_train_batch_size), or another per_device_train_batch_size")
+    return accumulation
 
 
 def recipe_path(cfg: DictConfig) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from med42_train.config import CONFIG_DIR, ConfigError, load_config, stage_config_hash
+from med42_train.config import CONFIG_DIR, ConfigError, load_config, sft_gradient_accumulation, stage_config_hash
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
@@ -34,6 +34,32 @@ def test_paper_numbers_reach_the_8b_and_70b_experiments():
     assert cfg8.launcher.nnodes * cfg8.launcher.nproc_per_node == 16
     assert cfg70.launcher.nnodes * cfg70.launcher.nproc_per_node == 48
     assert cfg8.model.name_or_path.endswith("Meta-Llama-3-8B-Instruct")
+    # paper: 262,144 tokens per step for 8B, 393,216 for 70B, in 8,192-token rows
+    assert (cfg8.sft.tokens_per_step, cfg70.sft.tokens_per_step) == (262144, 393216)
+    assert sft_gradient_accumulation(cfg8, 16) == 2 and sft_gradient_accumulation(cfg70, 48) == 1
+
+
+@pytest.mark.parametrize("world_size, micro_batch_rows, expected", [(1, 1, 32), (16, 1, 2), (16, 2, 1), (4, 8, 1)])
+def test_gradient_accumulation_is_derived_from_tokens_per_step_and_world_size(world_size, micro_batch_rows,
+                                                                               expected):
+    cfg = load_config(["experiment=med42_v2_8b", "launcher.nnodes=1", "launcher.nproc_per_node=1",
+                       f"sft.per_device_train_batch_size={micro_batch_rows}"])
+    assert sft_gradient_accumulation(cfg, world_size) == expected  # 262,144 / 8,192 = 32 rows per step
+
+
+@pytest.mark.parametrize("override, world_size, message", [
+    ("sft.tokens_per_step=100000", 16, "not a whole number of data.max_length=8192 rows"),
+    ("sft.per_device_train_batch_size=3", 16, "multiple of 393216"),
+])
+def test_a_batch_that_does_not_split_is_refused_naming_the_fix(override, world_size, message):
+    with pytest.raises(ConfigError, match=message):
+        cfg = load_config(["experiment=med42_v2_8b", "launcher.nnodes=1", "launcher.nproc_per_node=1", override])
+        sft_gradient_accumulation(cfg, world_size)
+
+
+def test_the_launcher_world_size_is_checked_at_composition():
+    with pytest.raises(ConfigError, match="launcher.nnodes x launcher.nproc_per_node|do not split"):
+        load_config(["experiment=med42_v2_8b", "launcher.nproc_per_node=3"])
 
 
 def test_overrides_reach_the_config_and_run_dir_is_made_absolute(tmp_path, monkeypatch):

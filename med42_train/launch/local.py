@@ -8,6 +8,7 @@ the run directory again itself, so a pipeline and a hand-run stage never disagre
 from __future__ import annotations
 
 import importlib
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,8 @@ from omegaconf import DictConfig
 
 from med42_train.config import STAGES, ConfigError
 from med42_train.runtime.log import get_logger
-from med42_train.runtime.rundir import is_up_to_date
+from med42_train.runtime.preemption import PREEMPTED_MARKER, PREEMPTION_SIGNALS, Preempted
+from med42_train.runtime.rundir import is_up_to_date, stage_dir
 from med42_train.stages import STAGE_MODULES
 
 log = get_logger()
@@ -51,6 +53,10 @@ def run(cfg: DictConfig, overrides: list[str]) -> None:
 def torchrun_command(cfg: DictConfig, stage: str, overrides: list[str]) -> list[str]:
     forwarded = [o for o in overrides if not o.lstrip("+~").startswith("run_dir=")] + [f"run_dir={cfg.run_dir}"]
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.launcher.nproc_per_node}"]
+    # torchrun forwards SIGTERM and SIGUSR1 to the workers (which save a checkpoint at the next step and exit)
+    # and gives them preemption_grace_s before SIGKILL; by default it would kill them after 30 s.
+    signals = ",".join(["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1"])
+    command += [f"--signals-to-handle={signals}", f"--shutdown-timeout={cfg.launcher.preemption_grace_s}"]
     # --standalone: a private rendezvous on a free port, so concurrent runs on one machine never collide.
     return command + ["--standalone", "-m", "med42_train", stage, *forwarded]
 
@@ -58,6 +64,19 @@ def torchrun_command(cfg: DictConfig, stage: str, overrides: list[str]) -> list[
 def _torchrun(cfg: DictConfig, stage: str, overrides: list[str]) -> None:
     command = torchrun_command(cfg, stage, overrides)
     log.info("[pipeline] %s", " ".join(command))
-    returncode = subprocess.call(command)
+    marker = stage_dir(cfg, stage) / PREEMPTED_MARKER
+    launched_at = time.time()
+    process = subprocess.Popen(command)
+    # A signal to the pipeline (Slurm, a user's kill) goes on to torchrun, and through it to the workers.
+    previous = {signum: signal.signal(signum, lambda signum, _: process.send_signal(signum))
+                for signum in PREEMPTION_SIGNALS}
+    try:
+        returncode = process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if returncode != 0 and marker.is_file() and marker.stat().st_mtime >= launched_at:
+        raise Preempted(f"stage {stage} saved a checkpoint and stopped ({marker.read_text()}); run the pipeline "
+                        "again to resume")
     if returncode != 0:
         raise StageFailedError(f"stage {stage} exited with code {returncode} (command: {' '.join(command)})")

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.trainer_utils import get_last_checkpoint
 
 from med42_train.runtime.dist import dist_info, init_distributed, uses_cpu
 from med42_train.runtime.log import get_logger
+from med42_train.runtime.preemption import PREEMPTED_MARKER, Preempted
 from med42_train.runtime.rundir import finish_stage
 from med42_train.runtime.wandb_run import report_to
+from med42_train.train.checkpoint import PreemptionCallback, resume_checkpoint
 from med42_train.train.export import export_model
 
 log = get_logger()
@@ -28,7 +30,8 @@ def start_distributed(cfg: DictConfig) -> None:
         apply_cpu_fsdp_shim()
 
 
-def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path) -> dict[str, Any]:
+def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path,
+                   gradient_accumulation_steps: int) -> dict[str, Any]:
     """TrainingArguments fields common to SFTConfig and DPOConfig, from a stage section (cfg.sft / cfg.dpo)."""
     on_cpu = uses_cpu(cfg.launcher.backend)
     return dict(
@@ -41,13 +44,14 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path) -> di
         weight_decay=section.weight_decay,
         max_grad_norm=section.max_grad_norm,
         per_device_train_batch_size=section.per_device_train_batch_size,
-        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        optim=section.optim,
         # TRL turns the Trainer's checkpointing on by default; under FSDP the one switch is
         # fsdp.activation_checkpointing (FSDP's own), so the Trainer's stays off.
         activation_checkpointing=False,
         save_strategy="steps",
         save_steps=section.save_steps,
-        save_total_limit=section.save_total_limit,
+        save_total_limit=section.save_total_limit,  # enforced by train.checkpoint over COMPLETE checkpoints
         logging_steps=section.logging_steps,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -90,14 +94,23 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
-def resume_checkpoint(output_dir: Path) -> Optional[str]:
-    """The newest checkpoint of an interrupted run of this stage (same frozen config), if any."""
-    if not output_dir.is_dir():
-        return None
-    last = get_last_checkpoint(str(output_dir))
-    if last:
-        log.info("resuming from %s", last)
-    return last
+def train(trainer, preemption: PreemptionCallback, stage_dir: Path):
+    """trainer.train(), resuming from the newest complete checkpoint; raises Preempted after a signal-stop.
+
+    A preempted stage leaves <stage>/PREEMPTED (for launchers: torchrun reports only that workers failed).
+    """
+    checkpoints_dir, marker = stage_dir / "checkpoints", stage_dir / PREEMPTED_MARKER
+    if dist_info().is_main:
+        marker.unlink(missing_ok=True)
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(checkpoints_dir))
+    if preemption.stopped_at_step is not None:
+        if dist_info().is_main:
+            marker.write_text(json.dumps({"global_step": preemption.stopped_at_step,
+                                          "signal": preemption.flag.signal_name}))
+        raise Preempted(f"stopped by a preemption signal at step {preemption.stopped_at_step} after saving "
+                        f"{checkpoints_dir}/checkpoint-{preemption.stopped_at_step}; run the same command again "
+                        f"to resume from it")
+    return result
 
 
 def sharding_report(model: torch.nn.Module) -> dict[str, Any]:
@@ -122,6 +135,8 @@ def finish_training(stage, trainer, result, tokenizer, wandb_run, validation_pro
     distributed_type = str(trainer.accelerator.distributed_type)
     fsdp_version = trainer.accelerator.state.fsdp_plugin.fsdp_version if trainer.is_fsdp_enabled else None
     export = export_model(trainer, tokenizer, stage.dir / "model", validation_prompt)
+    if dist_info().is_main:  # loss per logging step, from the first step even across resumes
+        (stage.dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     figures = {"train_loss": result.training_loss, "global_steps": result.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "sharding_rank0": sharding}
     outputs = {"model": export, "checkpoints": {"path": str(stage.dir / "checkpoints")}}

@@ -12,15 +12,17 @@ from trl import DPOConfig, DPOTrainer
 
 from med42_train.runtime.rundir import begin_stage, require_complete, stage_input
 from med42_train.runtime.wandb_run import start_run
+from med42_train.train.checkpoint import AtomicCheckpointMixin, install_preemption
 from med42_train.train.common import (
-    finish_training, load_model, load_tokenizer, resume_checkpoint, start_distributed, trainer_kwargs,
+    finish_training, load_model, load_tokenizer, start_distributed, train, trainer_kwargs,
 )
 
 PREFERENCE_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
 
 
-class PretokenizedDPOTrainer(DPOTrainer):
-    """DPOTrainer fed the data stage's token ids as they are: no tokenization inside the distributed job."""
+class PretokenizedDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
+    """DPOTrainer fed the data stage's token ids as they are: no tokenization inside the distributed job.
+    Its checkpoints are atomic and COMPLETE-marked like SFT's (train/checkpoint.py)."""
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         missing = set(PREFERENCE_COLUMNS) - set(dataset.column_names)
@@ -35,6 +37,7 @@ def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
 
 def run(cfg: DictConfig) -> None:
     start_distributed(cfg)
+    preemption = install_preemption()
     stage = begin_stage(cfg, "dpo", stage_inputs(cfg))
     if stage is None:
         return
@@ -51,17 +54,17 @@ def run(cfg: DictConfig) -> None:
 
     # ---- trainer ----
     args = DPOConfig(
-        **trainer_kwargs(cfg, cfg.dpo, stage.dir / "checkpoints"),
+        **trainer_kwargs(cfg, cfg.dpo, stage.dir / "checkpoints", cfg.dpo.gradient_accumulation_steps),
         beta=cfg.dpo.beta,
         loss_type=[cfg.dpo.loss_type],
-        optim=cfg.dpo.optim,
         max_length=cfg.data.preference_max_length,
         precompute_ref_log_probs=False,  # reported to crash under FSDP2 (trl issue 6470)
         run_name=f"{cfg.name}-dpo",
     )
     # ref_model=None: TRL loads a second copy from the policy's path (the SFT export) and shards it the same way.
-    trainer = PretokenizedDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(stage.dir / "checkpoints"))
+    trainer = PretokenizedDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                     callbacks=[preemption])
+    result = train(trainer, preemption, stage.dir)
 
     # ---- export, validation, manifest ----
     finish_training(stage, trainer, result, tokenizer, wandb_run, cfg.sft.validation_prompt, reference_model=sft_export)

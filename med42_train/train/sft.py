@@ -1,7 +1,8 @@
 """The `sft` stage: TRL SFTTrainer on FSDP2, assistant-only loss, padding-free packing of pre-tokenized data.
 
 Launch: torchrun --nproc-per-node 2 -m med42_train sft run_dir=runs/demo
-Reads <run_dir>/data/ (COMPLETE); writes <run_dir>/sft/checkpoints/ (sharded DCP) and sft/model/ (HF export).
+Reads <run_dir>/data/ (COMPLETE); writes <run_dir>/sft/checkpoints/ (sharded DCP, COMPLETE-marked) and
+sft/model/ (HF export). A SIGTERM/SIGUSR1 saves a checkpoint and exits 75; the same command then resumes.
 """
 
 from __future__ import annotations
@@ -10,12 +11,18 @@ from datasets import load_from_disk
 from omegaconf import DictConfig
 from trl import SFTConfig, SFTTrainer
 
+from med42_train.config import sft_gradient_accumulation
+from med42_train.runtime.dist import dist_info
 from med42_train.runtime.rundir import begin_stage, require_complete, stage_input
 from med42_train.runtime.wandb_run import start_run
+from med42_train.train.checkpoint import AtomicCheckpointMixin, install_preemption
 from med42_train.train.common import (
-    finish_training, load_model, load_tokenizer, resume_checkpoint, start_distributed, trainer_kwargs,
+    finish_training, load_model, load_tokenizer, start_distributed, train, trainer_kwargs,
 )
 
+
+class Med42SFTTrainer(AtomicCheckpointMixin, SFTTrainer):
+    """SFTTrainer whose checkpoints are atomic and COMPLETE-marked (train/checkpoint.py)."""
 
 
 def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
@@ -24,6 +31,9 @@ def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
 
 def run(cfg: DictConfig) -> None:
     start_distributed(cfg)
+    preemption = install_preemption()
+    # The global batch is fixed in tokens; refuse a world size that cannot make it before any model loads.
+    accumulation = sft_gradient_accumulation(cfg, dist_info().world_size)
     stage = begin_stage(cfg, "sft", stage_inputs(cfg))
     if stage is None:
         return
@@ -39,15 +49,19 @@ def run(cfg: DictConfig) -> None:
 
     # ---- trainer ----
     args = SFTConfig(
-        **trainer_kwargs(cfg, cfg.sft, stage.dir / "checkpoints"),
+        **trainer_kwargs(cfg, cfg.sft, stage.dir / "checkpoints", accumulation),
+        adam_beta1=cfg.sft.adam_beta1,
+        adam_beta2=cfg.sft.adam_beta2,
         max_length=cfg.data.max_length,
         packing=cfg.sft.packing,
         packing_strategy="bfd",  # padding-free: position_ids restart at each sample
         shuffle_dataset=True,
         run_name=f"{cfg.name}-sft",
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(stage.dir / "checkpoints"))
+    trainer = Med42SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                              callbacks=[preemption])
+    result = train(trainer, preemption, stage.dir)
 
     # ---- export, validation, manifest ----
-    finish_training(stage, trainer, result, tokenizer, wandb_run, cfg.sft.validation_prompt)
+    finish_training(stage, trainer, result, tokenizer, wandb_run, cfg.sft.validation_prompt,
+                    tokens_per_step=cfg.sft.tokens_per_step, gradient_accumulation_steps=accumulation)
