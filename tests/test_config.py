@@ -49,7 +49,7 @@ def test_gradient_accumulation_is_derived_from_tokens_per_step_and_world_size(wo
 
 @pytest.mark.parametrize("override, world_size, message", [
     ("sft.tokens_per_step=100000", 16, "not a whole number of data.max_length=8192 rows"),
-    ("sft.per_device_train_batch_size=3", 16, "multiple of 393216"),
+    ("sft.per_device_train_batch_size=3", 16, "do not split evenly over . ranks"),
 ])
 def test_a_batch_that_does_not_split_is_refused_naming_the_fix(override, world_size, message):
     with pytest.raises(ConfigError, match=message):
@@ -64,9 +64,9 @@ def test_the_launcher_world_size_is_checked_at_composition():
 
 def test_overrides_reach_the_config_and_run_dir_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = load_config(["run_dir=rel/run", "sft.learning_rate=1e-4", "launcher.nproc_per_node=4"])
+    cfg = load_config(["run_dir=rel/run", "sft.learning_rate=1e-4", "launcher.nproc_per_node=1"])
     assert cfg.run_dir == str(tmp_path / "rel" / "run")
-    assert cfg.sft.learning_rate == 1e-4 and cfg.launcher.nproc_per_node == 4
+    assert cfg.sft.learning_rate == 1e-4 and cfg.launcher.nproc_per_node == 1
 
 
 @pytest.mark.parametrize(
@@ -83,6 +83,7 @@ def test_overrides_reach_the_config_and_run_dir_is_made_absolute(tmp_path, monke
         ("data.recipe=missing_recipe", ["data.recipe", "demo"]),
         ("data.max_length=4096", ["data.max_length", "max_position_embeddings"]),
         ("model.dtype=float8", ["model.dtype"]),
+        ("sft.tokens_per_step=1000", ["sft.tokens_per_step", "multiple of 512"]),
     ],
 )
 def test_bad_overrides_fail_before_any_model_loads_naming_the_key(override, expected_words):
