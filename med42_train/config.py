@@ -131,7 +131,7 @@ class LauncherConfig:
     backend: str = "auto"  # auto = nccl on CUDA, gloo on CPU
     # After SIGTERM/SIGUSR1, how long torchrun lets the workers save a checkpoint before it kills them. Slurm
     # jobs send the signal this long before the time limit (#SBATCH --signal=USR1@<grace>).
-    preemption_grace_s: int = 300
+    preemption_grace_s: int = 120
 
 
 @dataclass
