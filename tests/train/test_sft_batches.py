@@ -31,11 +31,11 @@ def packed_batch(tmp_path_factory):
                      max_length=512, per_device_train_batch_size=1, use_cpu=True, report_to=[],
                      activation_checkpointing=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    return next(iter(trainer.get_train_dataloader())), rows
+    return next(iter(trainer.get_train_dataloader())), rows, model
 
 
 def test_labels_are_exactly_the_assistant_tokens(packed_batch):
-    batch, rows = packed_batch
+    batch, rows, _ = packed_batch
     input_ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     supervised = [token for token, label in zip(input_ids, labels) if label != -100]
     assert all(label in (-100, token) for token, label in zip(input_ids, labels))
@@ -44,10 +44,27 @@ def test_labels_are_exactly_the_assistant_tokens(packed_batch):
 
 
 def test_packed_samples_restart_positions_and_carry_no_attention_mask(packed_batch):
-    batch, rows = packed_batch
+    batch, rows, _ = packed_batch
     positions = batch["position_ids"][0]
     starts = (positions == 0).nonzero().flatten().tolist()
     assert len(starts) == len(rows)  # all six samples share one row, each starting at position 0
     lengths = torch.diff(torch.tensor(starts + [positions.numel()])).tolist()
     assert sorted(lengths) == sorted(len(ids) for ids, _ in rows)
     assert "attention_mask" not in batch
+
+
+def test_the_loss_of_a_packed_row_equals_the_loss_of_its_samples_run_alone(packed_batch):
+    batch, rows, model = packed_batch
+    model.eval()  # no dropout; use_cache stays off so the packed-sequence detection applies (FACTS.md)
+    model.config.use_cache = False
+    with torch.no_grad():
+        packed_loss = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                            labels=batch["labels"]).loss
+        loss_sum, num_supervised = 0.0, 0
+        for ids, mask in rows:
+            input_ids = torch.tensor([ids])
+            labels = torch.where(torch.tensor([mask]) == 1, input_ids, -100)
+            alone = model(input_ids=input_ids, labels=labels).loss
+            count = int((labels[0, 1:] != -100).sum())  # the model shifts labels by one
+            loss_sum, num_supervised = loss_sum + alone.item() * count, num_supervised + count
+    assert packed_loss.item() == pytest.approx(loss_sum / num_supervised, rel=1e-5)
