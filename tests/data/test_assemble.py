@@ -16,7 +16,8 @@ from med42_train.data import assemble
 def data_dir(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("data_run")
     cfg = load_config([f"run_dir={run_dir}", "logger.wandb=false",
-                       "data.system_prompt=You are a helpful medical assistant.", "data.max_length=200"])
+                       "data.system_prompt=You are a helpful medical assistant.", "data.max_length=200",
+                       "sft.tokens_per_step=1600"])  # 8 rows of 200 tokens, so the SFT batch still splits
     assemble.run(cfg)
     return run_dir / "data"
 
