@@ -1,0 +1,125 @@
+"""Exact and near-duplicate detection over normalized text.
+
+Guarantees:
+- `ExactDedup` flags a text whose normalized form (see normalize.py: case, whitespace and punctuation ignored) was
+  seen before; keys are 128-bit xxh3 digests, so a false "duplicate" needs a 128-bit collision.
+- `NearDedup` flags a text whose estimated Jaccard similarity of word `shingle_words`-gram sets with an earlier
+  text is >= `threshold`: candidates come from datasketch's MinHashLSH and are then checked against the
+  signatures' agreement rate, so LSH band collisions below the threshold are not reported. Signatures are plain
+  numpy uint64 arrays of length `num_perm`, deterministic for a given (num_perm, seed, shingle_words), so they can
+  be computed once per source, cached on disk, and deduplicated across sources later without the texts.
+
+Does not: find duplicates below the threshold or guarantee to find every pair above it (MinHash is an estimate:
+with 128 permutations the standard error at Jaccard 0.8 is about 0.035, so pairs near the threshold may go either
+way); pick which copy to keep (the first one checked wins); bound memory: both indexes grow with the number of
+texts kept (about 16 bytes per text exact, a few hundred bytes per text near: LSH bands plus 2 bytes/permutation).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import xxhash
+from datasketch import MinHash, MinHashLSH
+
+from med42_train.data.clean.normalize import ngram_hashes, normalize_text, word_hashes
+
+# datasketch >= 2.0 "affine64": 64-bit shingle hashes go in unchanged and signatures come out as uint64.
+_SCHEME = "affine64"
+
+
+def _identity(value: int) -> int:
+    """Shingles are already 64-bit hashes (normalize.ngram_hashes); MinHash must not hash them again."""
+    return value
+
+
+class ExactDedup:
+    """Remembers normalized texts by a 128-bit digest; `is_duplicate` records new ones."""
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        """16-byte digest of the normalized text; equal for texts differing only in case/whitespace/punctuation."""
+        return xxhash.xxh3_128_digest(normalize_text(text).encode("utf-8"))
+
+    def is_duplicate(self, text: str) -> bool:
+        return self.is_duplicate_key(self.key(text))
+
+    def is_duplicate_key(self, key: bytes) -> bool:
+        """Like `is_duplicate` for a cached `key(text)`: True if seen before, else records it and returns False."""
+        if key in self._seen:
+            return True
+        self._seen.add(key)
+        return False
+
+
+class NearDedup:
+    """MinHash signatures of word shingles and an LSH index of the texts kept so far."""
+
+    def __init__(self, threshold: float = 0.85, num_perm: int = 128, shingle_words: int = 5, seed: int = 1):
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"near_dedup threshold must be in (0, 1], got {threshold}")
+        if num_perm < 2 or shingle_words < 1:
+            raise ValueError(f"near_dedup needs num_perm >= 2 and shingle_words >= 1, got {num_perm}, {shingle_words}")
+        self.threshold, self.num_perm, self.shingle_words, self.seed = threshold, num_perm, shingle_words, seed
+        self._permutations = MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._row_of_key: dict[str, int] = {}
+        # Low 16 bits of each kept signature, to check LSH candidates: an agreement between two unrelated values
+        # has probability 2**-16, a negligible bias on the Jaccard estimate for 1/4 of the memory.
+        self._check_bits = np.zeros((1024, num_perm), dtype=np.uint16)
+
+    def __len__(self) -> int:
+        return len(self._row_of_key)
+
+    def signature(self, text: str) -> np.ndarray:
+        """uint64[num_perm] MinHash of the set of normalized word `shingle_words`-grams of `text`."""
+        return self.signature_of_words(word_hashes(normalize_text(text)))
+
+    def signature_of_words(self, hashes: np.ndarray) -> np.ndarray:
+        """`signature` from precomputed normalize.word_hashes (texts shorter than a shingle are one shingle)."""
+        minhash = self._minhash()
+        if len(hashes):
+            shingles = np.unique(ngram_hashes(hashes, min(self.shingle_words, len(hashes))))
+            minhash.update_batch(shingles.tolist())
+        return minhash.hashvalues
+
+    def check_and_add(self, key: str, signature: np.ndarray) -> Optional[str]:
+        """The key of a kept text whose estimated Jaccard with this one is >= threshold, or None after keeping it."""
+        signature = self._checked(key, signature)
+        minhash = self._minhash(signature)
+        low_bits = signature.astype(np.uint16)
+        for candidate in self._lsh.query(minhash):
+            agreement = np.mean(self._check_bits[self._row_of_key[candidate]] == low_bits)
+            if agreement >= self.threshold:
+                return candidate
+        self._lsh.insert(key, minhash, check_duplication=False)
+        self._keep(key, low_bits)
+        return None
+
+    def _minhash(self, signature: Optional[np.ndarray] = None) -> MinHash:
+        return MinHash(num_perm=self.num_perm, seed=self.seed, scheme=_SCHEME, hashfunc=_identity,
+                       permutations=self._permutations, hashvalues=signature)
+
+    def _checked(self, key: str, signature: np.ndarray) -> np.ndarray:
+        if key in self._row_of_key:
+            raise ValueError(f"near-dedup key {key!r} was already added; keys must be unique (e.g. source:position)")
+        signature = np.asarray(signature)
+        if signature.shape != (self.num_perm,) or signature.dtype != np.uint64:
+            raise ValueError(f"near-dedup signature for {key!r} has shape {signature.shape} and dtype "
+                             f"{signature.dtype}; expected ({self.num_perm},) uint64 from NearDedup.signature with "
+                             f"num_perm={self.num_perm} (a cache written with other settings must be rebuilt)")
+        return signature
+
+    def _keep(self, key: str, low_bits: np.ndarray) -> None:
+        row = len(self._row_of_key)
+        if row == len(self._check_bits):
+            self._check_bits = np.concatenate([self._check_bits, np.zeros_like(self._check_bits)])
+        self._check_bits[row] = low_bits
+        self._row_of_key[key] = row

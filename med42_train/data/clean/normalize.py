@@ -1,0 +1,66 @@
+"""Text normalization and word/n-gram hashing shared by dedup and decontamination.
+
+Guarantees: `normalize_text` is deterministic and idempotent; it applies Unicode NFKC, casefolds, deletes every
+Unicode punctuation character (category P*, so "don't" -> "dont", "well-known" -> "wellknown", "120/80" ->
+"12080") and collapses all whitespace (spaces, tabs, CRLF, newlines) to single spaces. Two texts that differ only
+in case, whitespace or punctuation therefore normalize to the same string. Word and n-gram hashes are 64-bit,
+deterministic across processes and machines (xxh3 of the UTF-8 word, combined polynomially modulo 2**64), so
+they can be cached and compared between runs.
+
+Does not: stem, remove stop words, fold symbols (+, <, °, ±, $ are kept) or undo spelling changes; a word changed
+by a hyphen that became a space ("well known" vs "well-known") normalizes differently.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import regex
+import xxhash
+
+_PUNCTUATION = regex.compile(r"\p{P}+")
+# Odd 64-bit multiplier for the polynomial n-gram hash; wraparound of uint64 arithmetic is the modulo 2**64.
+_NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, casefold, punctuation deleted, whitespace collapsed to single spaces, stripped."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_PUNCTUATION.sub("", text).split())
+
+
+def words(text: str) -> list[str]:
+    """The normalized words of `text`."""
+    return normalize_text(text).split()
+
+
+def word_hashes(normalized: str) -> np.ndarray:
+    """uint64 hash of each word of an already normalized text (see `normalize_text`)."""
+    if not normalized:
+        return np.zeros(0, dtype=np.uint64)
+    tokens = normalized.encode("utf-8").split(b" ")
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, tokens), dtype=np.uint64, count=len(tokens))
+
+
+def extend_ngram_hashes(shorter: np.ndarray, hashes: np.ndarray, length: int) -> np.ndarray:
+    """Hashes of the `length`-grams from those of the (`length`-1)-grams: one vectorized step, no string joins."""
+    num_ngrams = len(hashes) - length + 1
+    if num_ngrams <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    return shorter[:num_ngrams] * _NGRAM_BASE + hashes[length - 1:]
+
+
+def ngram_hashes(hashes: np.ndarray, ngram_words: int) -> np.ndarray:
+    """uint64 hash of every window of `ngram_words` consecutive words (len(hashes) - ngram_words + 1 of them)."""
+    if ngram_words < 1:
+        raise ValueError(f"ngram_words must be >= 1, got {ngram_words}")
+    grams = hashes
+    for length in range(2, ngram_words + 1):
+        grams = extend_ngram_hashes(grams, hashes, length)
+    return grams
+
+
+def text_ngram_hashes(text: str, ngram_words: int) -> np.ndarray:
+    """n-gram hashes of a raw text (normalized first)."""
+    return ngram_hashes(word_hashes(normalize_text(text)), ngram_words)
