@@ -54,6 +54,10 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     recipe: str = "demo"  # data_recipes/<recipe>.yaml
+    # Per-source tokenization cache (data/cache.py), shared by the runs beside this one so an unchanged source
+    # is never re-tokenized; safe to delete (it is rebuilt).
+    cache_dir: str = "${run_dir}/../.cache/data"
+    tokenize_batch_size: int = 1024  # samples per batched call of the Rust tokenizer
     max_length: int = 512  # SFT samples longer than this are dropped (counted in the manifest)
     preference_max_length: int = 512
     system_prompt: Optional[str] = None  # prepended to samples that have none; null keeps them as they are
