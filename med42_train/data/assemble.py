@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from med42_train.config import recipe_path
-from med42_train.data.formats import PREFERENCE_FORMATS, SFT_FORMATS, RecordError
-from med42_train.data.recipe import Recipe, Source, load_recipe, read_records, select
+from med42_train.data.recipe import Recipe, Source, load_recipe, select
+from med42_train.data.sources import Rejected, iter_examples
 from med42_train.data.tokenize import tokenize_preference, tokenize_sft
 from med42_train.models.demo import build_demo_model
 from med42_train.models.tokenizer import load_base_tokenizer, train_demo_tokenizer
@@ -28,11 +28,11 @@ log = get_logger()
 
 
 def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
-    return _inputs(load_recipe(recipe_path(cfg)))
+    return _inputs(load_recipe(recipe_path(cfg), cfg.data.recipe_overrides))
 
 
 def run(cfg: DictConfig) -> None:
-    recipe = load_recipe(recipe_path(cfg))
+    recipe = load_recipe(recipe_path(cfg), cfg.data.recipe_overrides)
     stage = begin_stage(cfg, "data", _inputs(recipe))
     if stage is None:
         return
@@ -41,10 +41,10 @@ def run(cfg: DictConfig) -> None:
     # ---- converted records (messages), per source ----
     system_prompt = cfg.data.system_prompt
     sft_messages = {s.name: [_with_system_prompt(messages, system_prompt)
-                             for messages in _convert(s, SFT_FORMATS[s.format], recipe)]
+                             for messages in _convert(s, recipe)]
                     for s in recipe.sft}
     pref_pairs = {s.name: [{**pair, "prompt": _with_system_prompt(pair["prompt"], system_prompt)}
-                           for pair in _convert(s, PREFERENCE_FORMATS[s.format], recipe)]
+                           for pair in _convert(s, recipe)]
                   for s in recipe.preference}
 
     # ---- tokenizer and base model ----
@@ -73,7 +73,8 @@ def run(cfg: DictConfig) -> None:
 
 def _inputs(recipe: Recipe) -> dict[str, dict[str, str]]:
     """The recipe file and every source file it names, with their content hashes."""
-    sources = {f"source:{s.name}": _record(s.path) for s in recipe.sft + recipe.preference}
+    sources = {f"source:{s.name}": _record(s.path) if s.path and s.path.exists() else {"hub": str(s.hub)}
+               for s in recipe.sft + recipe.preference}
     return {"recipe": _record(recipe.path), **sources}
 
 
@@ -89,14 +90,11 @@ def _with_system_prompt(messages: list[dict[str, str]], system_prompt: str | Non
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
-def _convert(source: Source, adapter, recipe: Recipe) -> list[Any]:
-    """Every record of a source through its adapter, then sampled to the source's target."""
-    converted = []
-    for position, record in tqdm(read_records(source), desc=f"read {source.name}", leave=False):
-        try:
-            converted.append(adapter(record))
-        except RecordError as err:
-            raise ValueError(f"{source.path} record {position}: {err}") from None
+def _convert(source: Source, recipe: Recipe) -> list[Any]:
+    """Every record of a source through its adapter (bad ones per the source's on_error), then sampled."""
+    converted = [item.messages if source.kind == "sft" else item.pair
+                 for item in tqdm(iter_examples(source), desc=f"read {source.name}", leave=False)
+                 if not isinstance(item, Rejected)]
     if not converted:
         raise ValueError(f"{source.path}: no records")
     return select(converted, source.samples, recipe.seed)
