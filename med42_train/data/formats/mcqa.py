@@ -126,19 +126,38 @@ def mmlu_csv(record: dict[str, Any]) -> Messages:
     return mcqa_messages(text(record, "question"), [text(record, letter) for letter in letters], index)
 
 
+def _indexed_choices(record: dict[str, Any], choices_key: str, answer_key: str) -> Messages:
+    """question + a list of choices + a 0-based answer index (cais/mmlu, MMLU-Pro)."""
+    choices = items(record, choices_key, list, min_len=2)
+    options = [text({"c": choice}, "c", where=f"{choices_key}[{i}].") for i, choice in enumerate(choices)]
+    answer = record.get(answer_key)
+    if answer is None:
+        raise RecordError("missing_field", answer_key, f"field '{answer_key}' is missing")
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise RecordError("wrong_type", answer_key, f"field '{answer_key}' is {type(answer).__name__}, "
+                                                    f"not a 0-based integer")
+    if not 0 <= answer < len(options):
+        raise RecordError("answer_out_of_range", answer_key,
+                          f"field '{answer_key}'={answer} is outside 0..{len(options) - 1}")
+    return mcqa_messages(text(record, "question"), options, answer)
+
+
+def _keep_only(record: dict[str, Any], key: str, allowed: Optional[Sequence[str]]) -> None:
+    if allowed is not None and record.get(key) not in allowed:
+        raise RecordFiltered(key, f"{key} {record.get(key)!r} is not in the format options' list")
+
+
 def mmlu_hub(record: dict[str, Any], subjects: Optional[Sequence[str]] = None) -> Messages:
     """MMLU on the hub (cais/mmlu): question, subject, choices[4], answer (0-based); `subjects` keeps a subset."""
-    if subjects is not None and record.get("subject") not in subjects:
-        raise RecordFiltered("subject", f"subject {record.get('subject')!r} is not in format_options.subjects")
-    choices = items(record, "choices", list, min_len=2)
-    options = [text({"c": choice}, "c", where=f"choices[{i}].") for i, choice in enumerate(choices)]
-    answer = record.get("answer")
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise RecordError("wrong_type" if answer is not None else "missing_field", "answer",
-                          f"field 'answer' is {type(answer).__name__}, not a 0-based integer")
-    if not 0 <= answer < len(options):
-        raise RecordError("answer_out_of_range", "answer", f"field 'answer'={answer} is outside 0..{len(options) - 1}")
-    return mcqa_messages(text(record, "question"), options, answer)
+    _keep_only(record, "subject", subjects)
+    return _indexed_choices(record, "choices", "answer")
+
+
+def mmlu_pro(record: dict[str, Any], categories: Optional[Sequence[str]] = None) -> Messages:
+    """MMLU-Pro (TIGER-Lab/MMLU-Pro): question, options[up to 10], answer_index (0-based), category;
+    `categories` keeps a subset (e.g. [health])."""
+    _keep_only(record, "category", categories)
+    return _indexed_choices(record, "options", "answer_index")
 
 
 def headqa(record: dict[str, Any]) -> Messages:
