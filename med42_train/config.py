@@ -61,6 +61,8 @@ class DataConfig:
     max_length: int = 512  # SFT samples longer than this are dropped (counted in the manifest)
     preference_max_length: int = 512
     system_prompt: Optional[str] = None  # prepended to samples that have none; null keeps them as they are
+    # Overrides of the recipe itself, Hydra syntax, e.g. '["sft.medqa.samples=20000"]' (data_recipes/README.md)
+    recipe_overrides: list[str] = field(default_factory=list)
 
 
 @dataclass

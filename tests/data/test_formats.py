@@ -7,7 +7,8 @@ import json
 import pytest
 
 from med42_train.data.formats import RecordError, alpaca, medqa, messages_format, preference_flat, sharegpt
-from med42_train.data.recipe import Source, read_records, select
+from med42_train.data.recipe import Source, select
+from med42_train.data.sources import SourceError, iter_examples
 
 MEDQA = {"question": "A 45-year-old man has crushing chest pain. Which drug first?",
          "answer": "Aspirin", "options": {"A": "Aspirin", "B": "Warfarin", "C": "Insulin", "D": "Heparin"},
@@ -62,8 +63,8 @@ def test_select_downsamples_and_upsamples_deterministically():
 def test_malformed_json_line_is_reported_with_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(MEDQA) + "\n{not json\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: malformed JSON"):
-        list(read_records(Source("bad", path, "medqa")))
+    with pytest.raises(SourceError, match=r"bad.jsonl:2: the record: malformed_json"):
+        list(iter_examples(Source("bad", "sft", "medqa", path)))
 
 
 @pytest.mark.parametrize("filename, adapter", [
