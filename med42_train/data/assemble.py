@@ -98,7 +98,7 @@ def run(cfg: DictConfig) -> None:
     figures = _figures(summary)
     wandb_run.log({f"data/{key}": value for key, value in figures.items() if isinstance(value, (int, float))})
     outputs = _outputs(stage.dir, base_model)
-    manifest = finish_stage(stage, outputs, figures, recipe=recipe.name, wandb_run_id=wandb_run.id, **summary)
+    manifest = finish_stage(stage, outputs, figures, wandb_run_id=wandb_run.id, **summary)
     log_to_wandb(wandb_run, sources, [stage.dir / "manifest.json", stage.dir / "data_card.md"])
     wandb_run.finish()
     _log_table(manifest)
@@ -147,7 +147,7 @@ def _corpus(recipe: Recipe):
 
 def _build_sources(cfg: DictConfig, recipe: Recipe, encoder: ChatEncoder, stage_dir: Path):
     """A complete cache per source (built if missing) and whether each was a cache hit."""
-    cache_root = Path(cfg.data.cache_dir)
+    cache_root = Path(cfg.data.cache_dir).resolve()
     shared = _shared_cache_parts(cfg, recipe, stage_dir)
     screen: Optional[Screen] = None  # the decontamination index is only built when some source needs a build
     caches, hits = [], {}
@@ -279,7 +279,7 @@ def _summary(cfg, recipe: Recipe, caches, sources, cache_hits, plan, inputs) -> 
             "decontamination": _decontamination_report(recipe, sources),
             "phi": _phi_report(recipe, sources),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "cache": {"dir": str(cfg.data.cache_dir), "hits": sum(cache_hits.values()),
+            "cache": {"dir": str(Path(cfg.data.cache_dir).resolve()), "hits": sum(cache_hits.values()),
                       "misses": len(cache_hits) - sum(cache_hits.values())},
             "recipe": {"name": recipe.name, "path": str(recipe.path), "sha256": inputs["recipe"]["sha256"],
                        "seed": recipe.seed, "overrides": list(recipe.overrides),

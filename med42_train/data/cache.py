@@ -95,13 +95,14 @@ class RowWriter:
 
     def __init__(self, folder: Path, schema: pa.Schema):
         self._arrow = pa.OSFile(str(folder / ROWS), "wb")
+        self._schema = schema
         self._writer = pa.ipc.new_stream(self._arrow, schema)
         self._keys = open(folder / KEYS, "wb")
         self._signatures = open(folder / SIGNATURES, "wb")
         self.num_rows = 0
 
     def write(self, columns: dict[str, pa.Array], keys: np.ndarray, signatures: np.ndarray) -> None:
-        batch = pa.record_batch(columns, schema=self._writer.schema)
+        batch = pa.record_batch([columns[name] for name in self._schema.names], schema=self._schema)
         assert len(keys) == len(signatures) == batch.num_rows, "side files must stay aligned with the rows"
         self._writer.write_batch(batch)
         keys.astype(f"S{KEY_BYTES}").tofile(self._keys)

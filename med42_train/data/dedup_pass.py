@@ -38,7 +38,7 @@ def deduplicate(caches: Sequence[SourceCache], spec: CleanSpec, seed: int) -> di
     results = {}
     for cache in caches:
         keys = cache.dedup_keys()
-        signatures = cache.signatures(near_spec.num_perm) if near else None
+        signatures = cache.signatures(near_spec.num_perm) if near is not None else None
         result = DedupResult(keep=np.ones(len(keys), dtype=bool))
         for row in tqdm(range(len(keys)), desc=f"dedup {cache.kind}/{cache.name}", unit="row", mininterval=2.0,
                         leave=False):
