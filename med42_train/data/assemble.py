@@ -57,7 +57,13 @@ def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
 
 def dry_run(cfg: DictConfig) -> str:
     """The plan table, computed without tokenizing the corpus or writing anything in the run dir."""
-    encoder = None if cfg.model.name_or_path == "demo" else ChatEncoder(load_base_tokenizer(cfg))
+    encoder = None
+    if cfg.model.name_or_path != "demo":  # the demo's tokenizer is trained by the stage itself
+        try:
+            encoder = ChatEncoder(load_base_tokenizer(cfg))
+        except OSError as err:  # offline, gated or misspelled: the plan still helps, with character estimates
+            log.warning("tokenizer %s unavailable (%s): estimating tokens as characters / 4",
+                        cfg.model.name_or_path, str(err).splitlines()[0])
     return format_plan(make_plan(_recipe(cfg), encoder))
 
 

@@ -34,6 +34,7 @@ class PlanRow:
     est_supervised_tokens: Optional[float]
     share: Optional[float] = None  # of the estimated supervised tokens of its kind
     note: str = ""
+    error: str = ""  # why the source could not be read (printed under the table)
 
 
 def make_plan(recipe: Recipe, encoder: Optional[ChatEncoder]) -> list[PlanRow]:
@@ -54,7 +55,7 @@ def _plan_row(source: Source, encoder: Optional[ChatEncoder]) -> PlanRow:
         tokens_per_sample, supervised_per_sample = _mean_tokens(source, encoder)
     except SourceError as err:
         return PlanRow(source.kind, source.name, source.category, None, target, None, None, None, None,
-                       note=f"unavailable: {str(err).splitlines()[0]}")
+                       note="unavailable", error=str(err))
     if source.samples is not None:
         samples = float(source.samples)
     elif source.tokens is not None:
@@ -98,8 +99,9 @@ def format_plan(rows: list[PlanRow]) -> str:
                       _num(sum(r.est_samples or 0 for r in chosen)), _num(sum(r.est_tokens or 0 for r in chosen)),
                       _num(sum(r.est_supervised_tokens or 0 for r in chosen)), "", ""))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
-                     for line in lines)
+    table = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
+    errors = [f"- {r.kind}/{r.source}: {r.error}" for r in rows if r.error]
+    return "\n".join(table + (["", "Unavailable sources:", *errors] if errors else []))
 
 
 def plan_dicts(rows: list[PlanRow]) -> list[dict]:
