@@ -76,7 +76,8 @@ def iter_examples(source: Source) -> Iterator[Union[Example, Rejected]]:
             if raw.reason:
                 raise RecordError(raw.reason, None, raw.message)
             record = _checked_record(raw.value)
-            record_id = _record_id(source, record, raw.key, seen_ids)
+            record_id = _record_id(source, record, raw.key)
+            _check_new_id(record_id, seen_ids, source.id_field)
             converted = adapter(record, **source.format_options)
         except RecordError as err:
             if source.on_error == "fail" and not isinstance(err, RecordFiltered):
@@ -129,20 +130,21 @@ def _has_surrogates(value: Any) -> bool:
     return False
 
 
-def _record_id(source: Source, record: dict, key: Optional[str], seen_ids: set[str]) -> Optional[str]:
-    """The id from source.id_field (or the dict key); a repeated one is a duplicate_id error."""
-    if source.id_field:
-        if record.get(source.id_field) is None:
-            raise RecordError("missing_field", source.id_field, f"id field '{source.id_field}' is missing")
-        record_id = str(record[source.id_field])
-    elif key is not None:
-        record_id = key
-    else:
-        return None
+def _record_id(source: Source, record: dict, key: Optional[str]) -> Optional[str]:
+    """The value of source.id_field, else the record's key in a top-level dict, else None."""
+    if not source.id_field:
+        return key
+    if record.get(source.id_field) is None:
+        raise RecordError("missing_field", source.id_field, f"id field '{source.id_field}' is missing")
+    return str(record[source.id_field])
+
+
+def _check_new_id(record_id: Optional[str], seen_ids: set[str], id_field: Optional[str]) -> None:
+    if record_id is None:
+        return
     if record_id in seen_ids:
-        raise RecordError("duplicate_id", source.id_field, f"record id {record_id!r} was already seen")
+        raise RecordError("duplicate_id", id_field, f"record id {record_id!r} was already seen")
     seen_ids.add(record_id)
-    return record_id
 
 
 def _describe(source: Source, position: str, record_id: Optional[str], err: RecordError) -> str:
@@ -174,6 +176,8 @@ def _layout(path: Path, fmt: str) -> str:
         return "csv"
     if fmt in DICT_FORMATS:
         return "dict"
+    if path.suffix in (".jsonl", ".ndjson"):  # a JSON-lines file may well start with a (broken) array line
+        return "jsonl"
     with open(path, "rb") as handle:
         head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")  # a UTF-8 BOM and blank lines may precede
     return "array" if head.startswith(b"[") else "jsonl"
