@@ -17,11 +17,24 @@ from med42_train.data.formats.base import (Messages, RecordError, RecordFiltered
 PUBMEDQA_DECISIONS = ("yes", "no", "maybe")
 
 
+def clean_option(option: str) -> str:
+    """An option on one line: whitespace runs collapsed, and a dangling quote dropped.
+
+    MedQA's upstream jsonl ends ~100 last options of the test sets with a stray '\n"' (a CSV conversion
+    artifact, e.g. 'Naloxone\n"'); a newline inside an option would also break the one-line-per-letter layout.
+    """
+    option = " ".join(option.split())
+    if option.endswith('"') and option.count('"') % 2 == 1:
+        option = option[:-1].rstrip()
+    return option
+
+
 def mcqa_messages(question: str, options: Sequence[str], answer_index: int, explanation: str = "") -> Messages:
     """The one rendering of a multiple-choice item shared by every MCQA format."""
     letters = string.ascii_uppercase[: len(options)]
-    lines = [question.strip(), ""] + [f"{letter}. {option.strip()}" for letter, option in zip(letters, options)]
-    answer = f"The answer is {letters[answer_index]}. {options[answer_index].strip()}"
+    options = [clean_option(option) for option in options]
+    lines = [question.strip(), ""] + [f"{letter}. {option}" for letter, option in zip(letters, options)]
+    answer = f"The answer is {letters[answer_index]}. {options[answer_index]}"
     if explanation.strip():
         answer += f"\n\nExplanation: {explanation.strip()}"
     return [turn("user", "\n".join(lines)), turn("assistant", answer)]
@@ -53,8 +66,8 @@ def medqa(record: dict[str, Any]) -> Messages:
     options = _lettered_options(record)
     index = _letter_index(record.get("answer_idx"), list(options), "answer_idx")
     letter = list(options)[index]
-    stated = optional_text(record, "answer")
-    if stated and stated != options[letter].strip():
+    stated = clean_option(optional_text(record, "answer"))
+    if stated and stated != clean_option(options[letter]):
         raise RecordError("answer_mismatch", "answer", f"field 'answer'={stated[:80]!r} differs from option "
                                                        f"{letter} ({options[letter][:80]!r}) named by 'answer_idx'")
     return mcqa_messages(text(record, "question"), list(options.values()), index)
