@@ -180,7 +180,7 @@ def test_select_downsamples_and_upsamples_deterministically():
 
 
 def _read(realdata, filename, fmt, kind="sft", **options):
-    source = Source(filename, kind, fmt, realdata / filename, on_error="skip", **options)
+    source = Source(name=filename, kind=kind, format=fmt, path=realdata / filename, on_error="skip", **options)
     items = list(iter_examples(source))
     return [i for i in items if not isinstance(i, Rejected)], [i for i in items if isinstance(i, Rejected)]
 

@@ -173,8 +173,8 @@ def test_a_hub_source_offline_fails_saying_how_to_pre_download(tmp_path):
     target = tmp_path / "medmcqa_train.jsonl"
     code = (f"from pathlib import Path\nfrom med42_train.data.recipe import HubLocation, Source\n"
             f"from med42_train.data.sources import iter_examples\n"
-            f"s = Source('medmcqa', 'sft', 'medmcqa', Path({str(target)!r}), "
-            f"HubLocation('openlifescienceai/medmcqa', 'train'))\nnext(iter_examples(s))")
+            f"s = Source(name='medmcqa', kind='sft', format='medmcqa', path=Path({str(target)!r}), "
+            f"hub=HubLocation('openlifescienceai/medmcqa', 'train'))\nnext(iter_examples(s))")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
@@ -190,8 +190,8 @@ def test_hub_rows_use_the_hub_format_when_it_differs(tmp_path, monkeypatch):
 
     rows = [{"question": "q?", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 2}]
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: iter(rows))
-    source = Source("mmlu", "sft", "mmlu_csv", tmp_path / "absent.csv",
-                    HubLocation("cais/mmlu", "test", "anatomy", "mmlu_hub"))
+    source = Source(name="mmlu", kind="sft", format="mmlu_csv", path=tmp_path / "absent.csv",
+                    hub=HubLocation("cais/mmlu", "test", "anatomy", "mmlu_hub"))
     (example,) = iter_examples(source)
     assert example.position == "hub:cais/mmlu/test#0"
     assert example.messages[1]["content"] == "The answer is C. c"
