@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from med42_train.data.formats import (RecordError, alpaca, headqa, hh_rlhf, medmcqa, medqa, messages_format,
-                                      mmlu_hub, mmlu_pro, preference_flat, pubmedqa_hub, sciq, sharegpt,
+                                      mmlu_hub, mmlu_pro, preference_flat, pubhealth, pubmedqa_hub, sciq, sharegpt,
                                       sharegpt_preference, slimorca, ultrafeedback_hub)
 from med42_train.data.recipe import Source, select
 from med42_train.data.sources import Rejected, iter_examples
@@ -142,6 +142,17 @@ def test_pubmedqa_hub_layout_matches_the_original_layout():
     assert messages[0]["content"] == ("Context:\nMETHODS: We studied X.\nRESULTS: X helped some.\n\n"
                                       "Question: Does X help?\n\nA. yes\nB. no\nC. maybe")
     assert messages[1]["content"] == "The answer is C. maybe\n\nExplanation: Unclear."
+
+
+def test_pubhealth_states_the_verdict_and_rejects_unlabelled_claims():
+    record = {"claim_id": "1", "claim": "Vitamin C cures colds.", "label": 0, "explanation": "Trials show no cure."}
+    messages = pubhealth(record)
+    assert "Claim: Vitamin C cures colds." in messages[0]["content"]
+    assert _answer(messages) == ("A", "false", "Trials show no cure.")
+    assert _answer(pubhealth({**record, "label": 3}))[:2] == ("D", "unproven")
+    with pytest.raises(RecordError) as err:
+        pubhealth({**record, "label": -1})
+    assert err.value.reason == "answer_out_of_range"
 
 
 def test_ultrafeedback_hub_splits_the_shared_prompt_and_rejects_ties():
