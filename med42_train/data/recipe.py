@@ -13,7 +13,7 @@ import inspect
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -58,10 +58,6 @@ class Source:
     id_field: Optional[str] = None  # field whose duplicate values are bad input (duplicate_id)
     format_options: dict = field(default_factory=dict)  # keyword arguments of the format adapter
     iteration: int = 0  # DPO iteration a preference source feeds (1..); 0 for SFT sources
-
-    @property
-    def adapter(self) -> Callable[..., Any]:
-        return (SFT_FORMATS if self.kind == "sft" else PREFERENCE_FORMATS)[self.format]
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from collections import Counter
 
 import pytest
 
-from med42_train.data.formats import (RecordError, alpaca, headqa, hh_rlhf, medmcqa, medqa, messages_format,
-                                      mmlu_hub, mmlu_pro, preference_flat, pubhealth, pubmedqa_hub, sciq, sharegpt,
-                                      sharegpt_preference, slimorca, ultrafeedback_hub)
+from med42_train.data.formats import (RecordError, alpaca, headqa, medmcqa, medqa, mmlu_hub, mmlu_pro,
+                                      preference_flat, pubhealth, pubmedqa_hub, sciq, sharegpt, slimorca,
+                                      ultrafeedback_hub)
 from med42_train.data.recipe import Source, select
-from med42_train.data.sources import Rejected, iter_examples
+from med42_train.data.sources import Rejected, count_records, iter_examples
 
 MEDQA = {"question": "A 45-year-old man has crushing chest pain. Which drug first?",
          "answer": "Aspirin", "options": {"A": "Aspirin", "B": "Warfarin", "C": "Insulin", "D": "Heparin"},
@@ -193,6 +193,7 @@ def test_select_downsamples_and_upsamples_deterministically():
 def _read(realdata, filename, fmt, kind="sft", **options):
     source = Source(name=filename, kind=kind, format=fmt, path=realdata / filename, on_error="skip", **options)
     items = list(iter_examples(source))
+    assert count_records(source) == len(items)  # the plan's count is what reading finds
     return [i for i in items if not isinstance(i, Rejected)], [i for i in items if isinstance(i, Rejected)]
 
 
