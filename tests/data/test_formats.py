@@ -293,12 +293,13 @@ def test_real_hh_rlhf_prompt_is_the_shared_prefix_of_both_transcripts(realdata):
         record = raw[int(item.position.rsplit(":", 1)[1]) - 1]
         chosen_head, _, chosen_last = record["chosen"].rpartition("\n\nAssistant:")
         rejected_head, _, rejected_last = record["rejected"].rpartition("\n\nAssistant:")
+        speakers = re.findall(r"\n\n(Human|Assistant):", record["chosen"]) + ["|"] + \
+            re.findall(r"\n\n(Human|Assistant):", record["rejected"])
         defect = {"prompt_mismatch": chosen_head.strip() != rejected_head.strip(),
                   "empty_turn": not chosen_last.strip() or not rejected_last.strip(),
-                  "bad_roles": "\n\nAssistant:\n\nAssistant:" in record["chosen"] + record["rejected"]
-                  or re.search(r"\n\nAssistant:[^\n]*\n\nAssistant:", record["chosen"] + record["rejected"])
-                  is not None or chosen_last == record["chosen"]}
-        assert item.reason in defect, item.reason
+                  "bad_roles": any(a == b for a, b in zip(speakers, speakers[1:]))
+                  or "Human" in (speakers[speakers.index("|") - 1], speakers[-1])}
+        assert defect[item.reason], (item.reason, record)
 
 
 def test_real_ultrafeedback_flat_rejects_exactly_ties_and_unusable_pairs(realdata):
