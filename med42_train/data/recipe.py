@@ -13,7 +13,7 @@ import inspect
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,24 +44,20 @@ class HubLocation:
     format: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keywords only: a positional call cannot silently swap two fields
 class Source:
     name: str
     kind: str  # 'sft' | 'preference'
+    category: str = "medical"  # medical | general
     format: str  # a key of SFT_FORMATS or PREFERENCE_FORMATS (the layout of the local file)
     path: Optional[Path] = None  # local copy; read when it exists, else the hub location
     hub: Optional[HubLocation] = None
-    category: str = "medical"
     samples: Optional[int] = None  # target records; more than available up-samples; None (and no tokens) keeps all
     tokens: Optional[int] = None  # target supervised tokens instead of records
     on_error: str = "fail"  # bad records: 'fail' raises SourceError, 'skip' drops and counts them
     id_field: Optional[str] = None  # field whose duplicate values are bad input (duplicate_id)
     format_options: dict = field(default_factory=dict)  # keyword arguments of the format adapter
     iteration: int = 0  # DPO iteration a preference source feeds (1..); 0 for SFT sources
-
-    @property
-    def adapter(self) -> Callable[..., Any]:
-        return (SFT_FORMATS if self.kind == "sft" else PREFERENCE_FORMATS)[self.format]
 
 
 @dataclass(frozen=True)
@@ -196,9 +192,10 @@ def _hub(value: Any, formats: dict, where: str, check: "_Checker") -> Optional[H
     hub_format = value.get("format")
     if hub_format is not None:
         check.choice(hub_format, tuple(formats), f"{where}.format")
-    return HubLocation(id=check.optional_str(value.get("id"), f"{where}.id") or
-                       check.fail_missing(f"{where}.id", "the hub dataset id, e.g. openlifescienceai/medmcqa"),
-                       split=str(value.get("split") or "train"),
+    dataset_id = check.optional_str(value.get("id"), f"{where}.id")
+    if not dataset_id:
+        raise check.error(f"{where}.id", "is missing", "set the hub dataset id, e.g. openlifescienceai/medmcqa")
+    return HubLocation(id=dataset_id, split=str(value.get("split") or "train"),
                        config=check.optional_str(value.get("config"), f"{where}.config"), format=hub_format)
 
 
@@ -252,9 +249,6 @@ class _Checker:
     def error(self, key: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(f"recipe {self.recipe_file}: '{key}' {problem}. Fix: {fix} "
                            f"(schema: data_recipes/README.md).")
-
-    def fail_missing(self, key: str, what: str):
-        raise self.error(key, "is missing", f"set it to {what}")
 
     def keys(self, mapping: dict, allowed: Sequence[str], where: str) -> None:
         for key in mapping:

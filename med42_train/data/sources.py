@@ -25,10 +25,13 @@ from med42_train.data.formats import (CSV_COLUMNS, DICT_FORMATS, PREFERENCE_FORM
 from med42_train.data.recipe import Source
 
 RAW_MAX_CHARS = 4000  # a rejected record's raw text is cut to this, so a rejects file stays readable and bounded
-SURROGATE = re.compile("[\udc80-\udcff]")  # what errors='surrogateescape' leaves for undecodable bytes
+SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes under errors='surrogateescape', or lone surrogates
+# A JSON escape that decodes to a surrogate ("\udc80"): usually half of a valid pair (an escaped emoji), so it only
+# triggers the per-record check, which looks for lone ones.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """A converted record: `messages` for an SFT source, `pair` ({prompt, chosen, rejected} -> messages) for a
     preference source; the other one is None."""
@@ -40,7 +43,7 @@ class Example:
     pair: Optional[dict[str, Messages]] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejected:
     source: str
     position: str
@@ -54,7 +57,7 @@ class SourceError(ValueError):
     """A bad record in a source whose policy is on_error: fail, or a source that cannot be read at all."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: frozen dataclasses cost a setattr call per field on every record
 class _Raw:
     """One record as read, before conversion: a parsed value, or the reason it could not be parsed."""
 
@@ -64,6 +67,7 @@ class _Raw:
     text: str = ""
     reason: Optional[str] = None
     message: str = ""
+    may_hold_surrogates: bool = True  # False when the reader already knows the text is clean (the common case)
 
 
 def iter_examples(source: Source) -> Iterator[Union[Example, Rejected]]:
@@ -75,8 +79,9 @@ def iter_examples(source: Source) -> Iterator[Union[Example, Rejected]]:
         try:
             if raw.reason:
                 raise RecordError(raw.reason, None, raw.message)
-            record = _checked_record(raw.value)
-            record_id = _record_id(source, record, raw.key, seen_ids)
+            record = _checked_record(raw.value, raw.may_hold_surrogates)
+            record_id = _record_id(source, record, raw.key)
+            _check_new_id(record_id, seen_ids, source.id_field)
             converted = adapter(record, **source.format_options)
         except RecordError as err:
             if source.on_error == "fail" and not isinstance(err, RecordFiltered):
@@ -100,7 +105,7 @@ def count_records(source: Source) -> int:
             return sum(1 for line in handle if line.strip())
     if layout == "csv":
         return sum(1 for _ in _read_csv(local, source))
-    records = _load_whole(local, layout)
+    records, _ = _load_whole(local, layout)
     return len(getattr(records, "pairs", None) or records)
 
 
@@ -111,15 +116,16 @@ def _adapter(source: Source):
     return (SFT_FORMATS if source.kind == "sft" else PREFERENCE_FORMATS)[fmt]
 
 
-def _checked_record(value: Any) -> dict[str, Any]:
+def _checked_record(value: Any, may_hold_surrogates: bool) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RecordError("wrong_type", None, f"the record is a {type(value).__name__}, not a JSON object")
-    if _has_surrogates(value):
+    if may_hold_surrogates and _has_surrogates(value):
         raise RecordError("undecodable_bytes", None, "the record holds bytes that are not valid UTF-8")
     return value
 
 
 def _has_surrogates(value: Any) -> bool:
+    """Whether any string in the record holds a lone surrogate (valid pairs were joined by the JSON decoder)."""
     if isinstance(value, str):
         return SURROGATE.search(value) is not None
     if isinstance(value, dict):
@@ -129,20 +135,21 @@ def _has_surrogates(value: Any) -> bool:
     return False
 
 
-def _record_id(source: Source, record: dict, key: Optional[str], seen_ids: set[str]) -> Optional[str]:
-    """The id from source.id_field (or the dict key); a repeated one is a duplicate_id error."""
-    if source.id_field:
-        if record.get(source.id_field) is None:
-            raise RecordError("missing_field", source.id_field, f"id field '{source.id_field}' is missing")
-        record_id = str(record[source.id_field])
-    elif key is not None:
-        record_id = key
-    else:
-        return None
+def _record_id(source: Source, record: dict, key: Optional[str]) -> Optional[str]:
+    """The value of source.id_field, else the record's key in a top-level dict, else None."""
+    if not source.id_field:
+        return key
+    if record.get(source.id_field) is None:
+        raise RecordError("missing_field", source.id_field, f"id field '{source.id_field}' is missing")
+    return str(record[source.id_field])
+
+
+def _check_new_id(record_id: Optional[str], seen_ids: set[str], id_field: Optional[str]) -> None:
+    if record_id is None:
+        return
     if record_id in seen_ids:
-        raise RecordError("duplicate_id", source.id_field, f"record id {record_id!r} was already seen")
+        raise RecordError("duplicate_id", id_field, f"record id {record_id!r} was already seen")
     seen_ids.add(record_id)
-    return record_id
 
 
 def _describe(source: Source, position: str, record_id: Optional[str], err: RecordError) -> str:
@@ -174,6 +181,8 @@ def _layout(path: Path, fmt: str) -> str:
         return "csv"
     if fmt in DICT_FORMATS:
         return "dict"
+    if path.suffix in (".jsonl", ".ndjson"):  # a JSON-lines file may well start with a (broken) array line
+        return "jsonl"
     with open(path, "rb") as handle:
         head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")  # a UTF-8 BOM and blank lines may precede
     return "array" if head.startswith(b"[") else "jsonl"
@@ -206,7 +215,8 @@ def _read_jsonl(path: Path) -> Iterator[_Raw]:
                            message=f"byte {err.start} of the line is not valid UTF-8")
                 continue
             try:
-                yield _Raw(position, None, value=json.loads(text), text=text.rstrip("\r\n"))
+                yield _Raw(position, None, value=json.loads(text), text=text.rstrip("\r\n"),
+                           may_hold_surrogates=SURROGATE_ESCAPE.search(text) is not None)
             except json.JSONDecodeError as err:
                 yield _Raw(position, None, text=text, reason="malformed_json",
                            message=f"malformed JSON at column {err.colno}: {err.msg}")
@@ -226,19 +236,21 @@ def _read_csv(path: Path, source: Source) -> Iterator[_Raw]:
                 yield _Raw(position, None, text=",".join(row), reason="wrong_column_count",
                            message=f"{len(row)} columns, expected {len(columns)}: {', '.join(columns)}")
                 continue
-            yield _Raw(position, None, value=dict(zip(columns, row)), text=",".join(row))
+            text = ",".join(row)
+            yield _Raw(position, None, value=dict(zip(columns, row)), text=text,
+                       may_hold_surrogates=SURROGATE.search(text) is not None)
 
 
 def _read_whole(path: Path, layout: str) -> Iterator[_Raw]:
-    records = _load_whole(path, layout)
+    records, suspect = _load_whole(path, layout)
     if layout == "dict":
         # Every (key, record) pair as written, repeated keys included: the key is the record id, so a repeated
         # one reaches the duplicate_id check instead of being silently overwritten by the JSON parser.
         for key, value in getattr(records, "pairs", None) or records.items():
-            yield _Raw(f"{path}#{key}", str(key), value=value)
+            yield _Raw(f"{path}#{key}", str(key), value=value, may_hold_surrogates=suspect)
     else:
         for index, value in enumerate(records):
-            yield _Raw(f"{path}#{index}", None, value=value)
+            yield _Raw(f"{path}#{index}", None, value=value, may_hold_surrogates=suspect)
 
 
 class _Object(dict):
@@ -254,9 +266,11 @@ def _object_hook(pairs: list[tuple[str, Any]]) -> dict:
     return mapping
 
 
-def _load_whole(path: Path, layout: str) -> Any:
-    """A whole JSON array or object (undecodable bytes kept as markers, rejected per record)."""
+def _load_whole(path: Path, layout: str) -> tuple[Any, bool]:
+    """A whole JSON array or object (undecodable bytes kept as markers, rejected per record), and whether any
+    record may hold such a marker."""
     text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    suspect = SURROGATE.search(text) is not None or SURROGATE_ESCAPE.search(text) is not None
     try:
         records = json.loads(text, object_pairs_hook=_object_hook)
     except json.JSONDecodeError as err:
@@ -266,7 +280,7 @@ def _load_whole(path: Path, layout: str) -> Any:
     if not isinstance(records, expected):
         raise SourceError(f"{path}: top level is a {type(records).__name__}, expected a JSON "
                           f"{'object of id -> record' if layout == 'dict' else 'array'}")
-    return records
+    return records, suspect
 
 
 # ---- the hub ----------------------------------------------------------------------------------------------------
@@ -279,7 +293,8 @@ def _read_hub(source: Source) -> Iterator[_Raw]:
 
         rows = load_dataset(hub.id, hub.config, split=hub.split, streaming=True)
         for index, row in enumerate(rows):
-            yield _Raw(f"hub:{hub.id}/{hub.split}#{index}", None, value=row)
+            # Arrow strings are valid UTF-8 by construction: no surrogate check needed.
+            yield _Raw(f"hub:{hub.id}/{hub.split}#{index}", None, value=row, may_hold_surrogates=False)
     except (OSError, ValueError, ConnectionError, ImportError) as err:  # datasets raises these when offline
         raise SourceError(_hub_help(source, err)) from None
 

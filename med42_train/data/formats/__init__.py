@@ -14,7 +14,7 @@ from med42_train.data.formats.base import (REASONS, Messages, RecordError, Recor
                                            normalize_newlines)
 from med42_train.data.formats.chat import alpaca, messages_format, sharegpt, slimorca
 from med42_train.data.formats.mcqa import (MMLU_CSV_COLUMNS, headqa, mcqa_messages, medmcqa, medqa, mmlu_csv,
-                                           mmlu_hub, mmlu_pro, pubmedqa, pubmedqa_hub, sciq)
+                                           mmlu_hub, mmlu_pro, pubhealth, pubmedqa, pubmedqa_hub, sciq)
 from med42_train.data.formats.preference import (hh_rlhf, preference_flat, sharegpt_preference,
                                                  ultrafeedback_hub)
 
@@ -32,6 +32,7 @@ SFT_FORMATS: dict[str, Callable[..., Messages]] = {
     "mmlu_hub": mmlu_hub,
     "mmlu_pro": mmlu_pro,
     "headqa": headqa,
+    "pubhealth": pubhealth,
     "sciq": sciq,
 }
 PREFERENCE_FORMATS: dict[str, Callable[..., dict[str, Messages]]] = {

@@ -15,13 +15,28 @@ from med42_train.data.formats.base import (Messages, RecordError, RecordFiltered
                                            turn)
 
 PUBMEDQA_DECISIONS = ("yes", "no", "maybe")
+PUBHEALTH_LABELS = ("false", "mixture", "true", "unproven")  # health_fact's label ids 0..3
+PUBHEALTH_QUESTION = "Is the following health claim true, false, a mixture of true and false, or unproven?"
+
+
+def clean_option(option: str) -> str:
+    """An option on one line: whitespace runs collapsed, and a dangling quote dropped.
+
+    MedQA's upstream jsonl ends ~100 last options of the test sets with a stray '\n"' (a CSV conversion
+    artifact, e.g. 'Naloxone\n"'); a newline inside an option would also break the one-line-per-letter layout.
+    """
+    option = " ".join(option.split())
+    if option.endswith('"') and option.count('"') % 2 == 1:
+        option = option[:-1].rstrip()
+    return option
 
 
 def mcqa_messages(question: str, options: Sequence[str], answer_index: int, explanation: str = "") -> Messages:
     """The one rendering of a multiple-choice item shared by every MCQA format."""
     letters = string.ascii_uppercase[: len(options)]
-    lines = [question.strip(), ""] + [f"{letter}. {option.strip()}" for letter, option in zip(letters, options)]
-    answer = f"The answer is {letters[answer_index]}. {options[answer_index].strip()}"
+    options = [clean_option(option) for option in options]
+    lines = [question.strip(), ""] + [f"{letter}. {option}" for letter, option in zip(letters, options)]
+    answer = f"The answer is {letters[answer_index]}. {options[answer_index]}"
     if explanation.strip():
         answer += f"\n\nExplanation: {explanation.strip()}"
     return [turn("user", "\n".join(lines)), turn("assistant", answer)]
@@ -44,6 +59,15 @@ def _letter_index(letter: Any, letters: Sequence[str], field: str) -> int:
     return list(letters).index(letter.strip())
 
 
+def _integer(record: dict[str, Any], key: str) -> int:
+    value = record.get(key)
+    if value is None:
+        raise RecordError("missing_field", key, f"field '{key}' is missing")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError("wrong_type", key, f"field '{key}' is {type(value).__name__}, not an integer")
+    return value
+
+
 def medqa(record: dict[str, Any]) -> Messages:
     """MedQA (jind11) jsonl, 4 or 5 options: question, options {A..}, answer_idx, answer (the option text).
 
@@ -53,8 +77,8 @@ def medqa(record: dict[str, Any]) -> Messages:
     options = _lettered_options(record)
     index = _letter_index(record.get("answer_idx"), list(options), "answer_idx")
     letter = list(options)[index]
-    stated = optional_text(record, "answer")
-    if stated and stated != options[letter].strip():
+    stated = clean_option(optional_text(record, "answer"))
+    if stated and stated != clean_option(options[letter]):
         raise RecordError("answer_mismatch", "answer", f"field 'answer'={stated[:80]!r} differs from option "
                                                        f"{letter} ({options[letter][:80]!r}) named by 'answer_idx'")
     return mcqa_messages(text(record, "question"), list(options.values()), index)
@@ -68,11 +92,7 @@ def medmcqa(record: dict[str, Any], cop_base: int = 0) -> Messages:
     1..4 overlap), so a wrong base shows up as answer_out_of_range rejects on the records with the last option.
     """
     options = [text(record, key) for key in ("opa", "opb", "opc", "opd")]
-    cop = record.get("cop")
-    if cop is None:
-        raise RecordError("missing_field", "cop", "field 'cop' is missing")
-    if isinstance(cop, bool) or not isinstance(cop, int):
-        raise RecordError("wrong_type", "cop", f"field 'cop' is {type(cop).__name__}, not an integer")
+    cop = _integer(record, "cop")
     index = cop - cop_base
     if not 0 <= index < len(options):
         raise RecordError("answer_out_of_range", "cop",
@@ -130,12 +150,7 @@ def _indexed_choices(record: dict[str, Any], choices_key: str, answer_key: str) 
     """question + a list of choices + a 0-based answer index (cais/mmlu, MMLU-Pro)."""
     choices = items(record, choices_key, list, min_len=2)
     options = [text({"c": choice}, "c", where=f"{choices_key}[{i}].") for i, choice in enumerate(choices)]
-    answer = record.get(answer_key)
-    if answer is None:
-        raise RecordError("missing_field", answer_key, f"field '{answer_key}' is missing")
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise RecordError("wrong_type", answer_key, f"field '{answer_key}' is {type(answer).__name__}, "
-                                                    f"not a 0-based integer")
+    answer = _integer(record, answer_key)
     if not 0 <= answer < len(options):
         raise RecordError("answer_out_of_range", answer_key,
                           f"field '{answer_key}'={answer} is outside 0..{len(options) - 1}")
@@ -190,3 +205,16 @@ def sciq(record: dict[str, Any]) -> Messages:
     order = list(range(len(options)))
     random.Random(seed).shuffle(order)
     return mcqa_messages(question, [options[i] for i in order], order.index(0), optional_text(record, "support"))
+
+
+def pubhealth(record: dict[str, Any]) -> Messages:
+    """PubHealth (health_fact): claim, label (0 false, 1 mixture, 2 true, 3 unproven; -1 unlabelled), explanation.
+
+    A fact-checking verdict as MCQA: the claim with the four verdicts as options, the journalists' explanation
+    after the answer. Unlabelled claims (-1) are answer_out_of_range.
+    """
+    label = _integer(record, "label")
+    if not 0 <= label < len(PUBHEALTH_LABELS):
+        raise RecordError("answer_out_of_range", "label", f"field 'label'={label} is outside 0..3 (-1: unlabelled)")
+    question = f"{PUBHEALTH_QUESTION}\n\nClaim: {text(record, 'claim').strip()}"
+    return mcqa_messages(question, PUBHEALTH_LABELS, label, optional_text(record, "explanation"))

@@ -17,8 +17,8 @@ HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
-def make_pair(prompt: Messages, chosen: str, rejected: str, where: str = "") -> dict[str, Messages]:
-    checked_dialogue(prompt, f"{where}prompt", last_role="user")
+def make_pair(prompt: Messages, chosen: str, rejected: str, prompt_field: str = "prompt") -> dict[str, Messages]:
+    checked_dialogue(prompt, prompt_field, last_role="user")
     for side, answer in (("chosen", chosen), ("rejected", rejected)):
         if not answer.strip():
             raise RecordError("empty_turn", side, f"field '{side}': the answer is empty or whitespace only")
@@ -91,6 +91,7 @@ def _sharegpt_answer(record: dict[str, Any], side: str) -> str:
 def sharegpt_preference(record: dict[str, Any]) -> dict[str, Messages]:
     """LLaMA-Factory: conversations [{from, value}] (the prompt), chosen {from, value}, rejected {from, value}."""
     prompt = sharegpt_turns(items(record, "conversations", list), "conversations")
-    return make_pair(prompt, _sharegpt_answer(record, "chosen"), _sharegpt_answer(record, "rejected"))
+    return make_pair(prompt, _sharegpt_answer(record, "chosen"), _sharegpt_answer(record, "rejected"),
+                     prompt_field="conversations")
 
 
