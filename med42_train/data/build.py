@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from med42_train.data.cache import STATS, RowWriter, SourceCache, list_array
 from med42_train.data.recipe import Source
-from med42_train.data.screen import Screen, ScreenReport, excerpt, sample_text, with_system_prompt
+from med42_train.data.screen import Screen, ScreenReport, conversations, excerpt, sample_text, with_system_prompt
 from med42_train.data.sources import Example, Rejected, iter_examples
 from med42_train.data.tokenize import PREFERENCE_KEYS, ChatEncoder
 
@@ -28,6 +28,11 @@ PREFERENCE_SCHEMA = pa.schema([*((key, pa.list_(pa.int32())) for key in PREFEREN
                                ("source", pa.string()), ("iteration", pa.int32()), ("position", pa.string()),
                                ("record_id", pa.string()), ("num_tokens", pa.int32()),
                                ("num_supervised_tokens", pa.int32())])
+
+
+# A batch is also cut at this many characters (~1M tokens): the Rust encodings of a batch cost ~100 bytes a token
+# (ids, offsets, token strings), so a batch of long samples must not grow with the samples' length.
+MAX_BATCH_CHARS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class _Builder:
         self.writer = RowWriter(folder, SFT_SCHEMA if source.kind == "sft" else PREFERENCE_SCHEMA)
         self.report = ScreenReport()
         self.batch: list[Example] = []
+        self.batch_chars = 0
         self.num_tokens = self.num_supervised_tokens = 0
 
     def add(self, item: Example | Rejected) -> None:
@@ -90,7 +96,8 @@ class _Builder:
                              self.screen.phi.mask(text) if reason == "phi" else text)
             return
         self.batch.append(example)
-        if len(self.batch) >= self.settings.batch_size:
+        self.batch_chars += sum(len(m["content"]) for messages in conversations(example) for m in messages)
+        if len(self.batch) >= self.settings.batch_size or self.batch_chars >= MAX_BATCH_CHARS:
             self._flush()
 
     def finish(self, num_read: int) -> dict:
@@ -107,7 +114,7 @@ class _Builder:
     def _flush(self) -> None:
         if not self.batch:
             return
-        batch, self.batch = self.batch, []
+        batch, self.batch, self.batch_chars = self.batch, [], 0
         columns, num_tokens, num_supervised = self._tokenized(batch)
         keep = num_tokens <= self.settings.max_length
         for index in np.flatnonzero(~keep):
