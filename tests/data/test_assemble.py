@@ -212,3 +212,21 @@ def test_peak_memory_does_not_grow_with_corpus_size(tmp_path, fixed_tokenizer_di
         assert _sources(folder / "run" / "data")["big"]["kept"] == 400 * scale
     print(f"peak RSS: 1x {peaks[1]:.0f} MiB, 4x {peaks[4]:.0f} MiB")
     assert peaks[4] - peaks[1] < 12, peaks
+
+
+# ---------------------------------------------------------------- W&B
+
+def test_wandb_gets_the_per_source_table_and_the_manifest_artifact(tmp_path, fixed_tokenizer_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    write_jsonl(tmp_path / "a.jsonl", alpaca_records(8, seed=9))
+    recipe = write_recipe(tmp_path, {"a": {"path": "a.jsonl", "format": "alpaca"}})
+    cfg = data_config(tmp_path / "run", recipe, fixed_tokenizer_dir, "logger.wandb=true")
+    assemble.run(cfg)
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    (table_file,) = run.glob("files/media/table/data/sources_*.table.json")
+    table = json.loads(table_file.read_text())
+    row = dict(zip(table["columns"], table["data"][0]))
+    assert (row["source"], row["read"], row["kept"], row["cache"]) == ("a", 8, 8, "miss")
+    records = next(run.glob("run-*.wandb")).read_bytes()
+    assert b"data-manifest" in records and b"data_card.md" in records
