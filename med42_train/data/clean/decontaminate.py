@@ -6,9 +6,10 @@ How it matches (all on normalize.py's normalized words, so case, whitespace and 
 - A training text is contaminated by an item when it contains any `ngram_words`-gram (13 by default) of the
   item's stem, or of one of its options that is itself at least `ngram_words` words long. N-grams never span the
   stem/option boundary, so reordering, relettering or reformatting the options does not hide an item whose stem
-  is long enough.
+  is long enough. N-grams shared by `common_ngram_items` (3) or more distinct items are boilerplate ("which of
+  the following is the most appropriate next step in management") and are not evidence.
 - A stem shorter than `ngram_words` words matches on its whole normalized text; when the item has options, all of
-  them must also appear (as whole words, in any order) in the training text, because a short stem alone
+  them must also appear (in any order, spaces ignored) in the training text, because a short stem alone
   ("Which of the following is true?") is common in clean text. An item without options shorter than
   `ngram_words` matches on its whole normalized text alone.
 - Lookups are vectorized: 64-bit n-gram hashes (normalize.ngram_hashes) of the training text against sorted
@@ -68,7 +69,7 @@ def split_item(text: ItemText) -> tuple[str, list[str]]:
     first = _first_option_line(lines)
     if first is None:
         return text, []
-    return "\n".join(lines[:first]), [_OPTION_LINE.match(line).group(2) for line in lines[first:]
+    return "\n".join(lines[:first]).rstrip(), [_OPTION_LINE.match(line).group(2) for line in lines[first:]
                                       if _OPTION_LINE.match(line)]
 
 
@@ -85,18 +86,24 @@ def _first_option_line(lines: list[str]) -> Optional[int]:
 
 
 class Decontaminator:
-    """Index benchmark items with `add_benchmark`, then `find` in each training text; `report` sums it up."""
+    """Index benchmark items with `add_benchmark`, then `find_many`/`find` in training texts; `report` sums it up."""
 
-    def __init__(self, ngram_words: int = 13, max_examples: int = 5):
-        if ngram_words < 1:
-            raise ValueError(f"decontamination ngram_words must be >= 1, got {ngram_words}")
-        self.ngram_words, self.max_examples = ngram_words, max_examples
+    def __init__(self, ngram_words: int = 13, common_ngram_items: int = 3, max_examples: int = 5):
+        if ngram_words < 1 or common_ngram_items < 2:
+            raise ValueError(f"decontamination needs ngram_words >= 1 and common_ngram_items >= 2, got "
+                             f"{ngram_words} and {common_ngram_items}")
+        self.ngram_words, self.common_ngram_items, self.max_examples = ngram_words, common_ngram_items, max_examples
         self._items: list[_Item] = []
+        self._aliases: dict[int, list[int]] = defaultdict(list)  # first item -> later items with the same text
+        self._first_of_text: dict[tuple[str, ...], int] = {}
+        self._index_of: dict[tuple[str, str], int] = {}  # (benchmark, item id) -> first item with that id
         self._stats: dict[str, _Stats] = {}
-        self._ngram_item: dict[int, int] = {}  # n-gram hash -> first item holding it
+        self._gram_chunks: list[np.ndarray] = []  # unique n-gram hashes of each distinct item ...
+        self._owner_chunks: list[np.ndarray] = []  # ... and that item's index, repeated
         self._short_items: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))  # len->hash->items
-        self._frozen: Optional[tuple[np.ndarray, np.ndarray]] = None
-        self._frozen_short: dict[int, np.ndarray] = {}
+        self._keys = self._owners = None  # frozen lookup arrays, rebuilt after add_benchmark
+        self._short_keys: dict[int, np.ndarray] = {}
+        self.num_common_ngrams = 0
 
     # ---- indexing ----
     def add_benchmark(self, name: str, items: Iterable[tuple[str, ItemText]]) -> None:
@@ -105,89 +112,125 @@ class Decontaminator:
         for position, pair in enumerate(items):
             item_id, text = _checked_item(name, position, pair)
             stem, options = split_item(text)
-            if self._index_item(_Item(name, item_id, tuple(filter(None, map(normalize_text, options)))), stem,
-                                options):
-                stats.items_indexed += 1
-            else:
-                stats.items_unindexable += 1
-        self._frozen = None
+            normalized_options = tuple(filter(None, map(normalize_text, options)))
+            indexed = self._index_item(_Item(name, item_id, normalized_options), normalize_text(stem))
+            stats.items_indexed += indexed
+            stats.items_unindexable += not indexed
+        self._keys = None
 
-    def _index_item(self, item: _Item, stem: str, options: list[str]) -> bool:
-        index = len(self._items)
-        stem_hashes = word_hashes(normalize_text(stem))
-        long_parts = [word_hashes(normalize_text(option)) for option in options]
-        long_parts = [hashes for hashes in long_parts if len(hashes) >= self.ngram_words]
+    def _index_item(self, item: _Item, stem: str) -> bool:
+        """Add one item's stem and long options; an item identical to an earlier one becomes its alias."""
+        if not stem and not item.options:
+            return False
+        index, text_key = len(self._items), (stem, *sorted(item.options))
+        self._items.append(item)
+        self._index_of.setdefault((item.benchmark, item.item_id), index)
+        if text_key in self._first_of_text:
+            self._aliases[self._first_of_text[text_key]].append(index)
+            return True
+        self._first_of_text[text_key] = index
+        stem_hashes = word_hashes(stem)
+        parts = [word_hashes(option) for option in item.options]
+        parts = [hashes for hashes in parts + [stem_hashes] if len(hashes) >= self.ngram_words]
         if 0 < len(stem_hashes) < self.ngram_words:
             self._short_items[len(stem_hashes)][int(ngram_hashes(stem_hashes, len(stem_hashes))[0])].append(index)
-        elif len(stem_hashes):
-            long_parts.append(stem_hashes)
-        if not long_parts and not len(stem_hashes):
-            return False
-        for hashes in long_parts:
-            for gram in ngram_hashes(hashes, self.ngram_words).tolist():
-                self._ngram_item.setdefault(gram, index)
-        self._items.append(item)
-        return True
+        if parts:
+            grams = np.unique(np.concatenate([ngram_hashes(hashes, self.ngram_words) for hashes in parts]))
+            self._gram_chunks.append(grams)
+            self._owner_chunks.append(np.full(len(grams), index, dtype=np.int64))
+        return bool(parts) or bool(len(stem_hashes))
 
     def _freeze(self) -> None:
-        """Sorted numpy arrays for vectorized lookups, rebuilt after each add_benchmark."""
-        keys = np.fromiter(self._ngram_item.keys(), dtype=np.uint64, count=len(self._ngram_item))
-        values = np.fromiter(self._ngram_item.values(), dtype=np.int64, count=len(self._ngram_item))
-        order = np.argsort(keys)
-        self._frozen = (keys[order], values[order])
-        self._frozen_short = {length: np.sort(np.fromiter(table.keys(), dtype=np.uint64, count=len(table)))
-                              for length, table in self._short_items.items()}
+        """Sorted lookup arrays; n-grams held by >= common_ngram_items distinct items are boilerplate, dropped."""
+        grams = np.concatenate(self._gram_chunks) if self._gram_chunks else np.zeros(0, dtype=np.uint64)
+        owners = np.concatenate(self._owner_chunks) if self._owner_chunks else np.zeros(0, dtype=np.int64)
+        order = np.lexsort((owners, grams))  # by n-gram, then by item: the first item indexed comes first
+        grams, owners = grams[order], owners[order]
+        starts = np.flatnonzero(np.r_[True, grams[1:] != grams[:-1]]) if len(grams) else np.zeros(0, dtype=np.int64)
+        num_items = np.diff(np.r_[starts, len(grams)])
+        keep = starts[num_items < self.common_ngram_items]
+        self.num_common_ngrams = int(np.sum(num_items >= self.common_ngram_items))
+        self._keys, self._owners = grams[keep], owners[keep]
+        self._short_keys = {length: np.sort(np.fromiter(table, dtype=np.uint64, count=len(table)))
+                            for length, table in self._short_items.items()}
 
     # ---- matching ----
     def find(self, text: str) -> Optional[Contamination]:
-        """The first benchmark item `text` contains, or None; a hit counts as one removed training sample."""
-        hit = self.match(text)
-        if hit is not None:
-            self._record(hit)
-        return hit
+        """The benchmark item `text` contains, or None; a hit counts as one removed training sample."""
+        return self.find_many([text])[0]
 
-    def match(self, text: str) -> Optional[Contamination]:
-        """Like `find` without counting it in the report."""
-        if self._frozen is None:
+    def find_many(self, texts: Sequence[str]) -> list[Optional[Contamination]]:
+        """`find` for a batch: one vectorized pass over all their words (much faster than `find` per text)."""
+        hits = self.match_many(texts)
+        for hit in hits:
+            if hit is not None:
+                self._record(hit)
+        return hits
+
+    def match_many(self, texts: Sequence[str]) -> list[Optional[Contamination]]:
+        """Like `find_many` without counting anything in the report."""
+        if self._keys is None:
             self._freeze()
-        normalized = normalize_text(text)
-        hashes = word_hashes(normalized)
-        grams, short_hits = hashes, []
-        for length in range(1, min(self.ngram_words, len(hashes)) + 1):
-            if length > 1:
-                grams = extend_ngram_hashes(grams, hashes, length)
-            if length in self._frozen_short:
-                found = np.flatnonzero(_member(grams, self._frozen_short[length]))
-                short_hits += [(length, int(start), int(grams[start])) for start in found]
-        keys, items = self._frozen
-        if len(hashes) >= self.ngram_words and len(keys):
-            positions = np.searchsorted(keys, grams).clip(max=len(keys) - 1)
-            found = np.flatnonzero(keys[positions] == grams)
-            if len(found):
-                return self._contamination(int(items[positions[found[0]]]), normalized, int(found[0]),
-                                           self.ngram_words)
-        return self._short_match(short_hits, normalized)
+        batch = _Batch([normalize_text(text) for text in texts])
+        long_hits, short_hits = self._lookup(batch)
+        results: list[Optional[Contamination]] = [None] * len(texts)
+        for text_index, positions in long_hits.items():
+            owners = self._owners[positions[:, 1]]
+            # The item most n-grams point to: a planted item shares one boilerplate n-gram with others at most.
+            values, counts = np.unique(owners, return_counts=True)
+            best = values[np.argmax(counts)]
+            start = int(positions[np.flatnonzero(owners == best)[0], 0])
+            results[text_index] = self._contamination(int(best), batch, start, self.ngram_words)
+        for text_index, (length, start, key) in short_hits:
+            if results[text_index] is None:
+                results[text_index] = self._short_match(batch, text_index, length, start, key)
+        return results
 
-    def _short_match(self, short_hits: list[tuple[int, int, int]], normalized: str) -> Optional[Contamination]:
-        """First short-stem hit whose item's options all appear in the text (as whole normalized words)."""
-        padded = f" {normalized} "
-        for length, start, key in short_hits:
-            for index in self._short_items[length].get(key, ()):
-                if all(f" {option} " in padded for option in self._items[index].options):
-                    return self._contamination(index, normalized, start, length)
+    def _lookup(self, batch: "_Batch") -> tuple[dict[int, np.ndarray], list[tuple[int, tuple[int, int, int]]]]:
+        """Hits of the batch's n-grams: long ones as {text: [[word start, key row], ...]}, short stems as a list."""
+        grams, long_hits, short_hits = batch.hashes, {}, []
+        for length in range(1, self.ngram_words + 1):
+            if length > 1:
+                grams = extend_ngram_hashes(grams, batch.hashes, length)
+            if not len(grams):
+                break
+            if length in self._short_keys:
+                for start in batch.valid(np.flatnonzero(_member(grams, self._short_keys[length])), length):
+                    short_hits.append((int(batch.text_of_word[start]), (length, int(start), int(grams[start]))))
+        if len(grams) and len(self._keys) and len(batch.hashes) >= self.ngram_words:
+            rows = np.searchsorted(self._keys, grams).clip(max=len(self._keys) - 1)
+            starts = batch.valid(np.flatnonzero(self._keys[rows] == grams), self.ngram_words)
+            for text_index in np.unique(batch.text_of_word[starts]):
+                mine = starts[batch.text_of_word[starts] == text_index]
+                long_hits[int(text_index)] = np.stack([mine, rows[mine]], axis=1)
+        return long_hits, short_hits
+
+    def _short_match(self, batch: "_Batch", text_index: int, length: int, start: int, key: int
+                     ) -> Optional[Contamination]:
+        """A short-stem hit counts when the item's options all appear in the text; spaces are ignored in this check
+        because a changed punctuation mark inside an option ("46,XX" -> "46 XX") splits its words."""
+        unspaced = batch.normalized[text_index].replace(" ", "")
+        for index in self._short_items[length].get(key, ()):
+            if all(option.replace(" ", "") in unspaced for option in self._items[index].options):
+                return self._contamination(index, batch, start, length)
         return None
 
-    def _contamination(self, index: int, normalized: str, start: int, length: int) -> Contamination:
+    def _contamination(self, index: int, batch: "_Batch", start: int, length: int) -> Contamination:
         item = self._items[index]
-        return Contamination(item.benchmark, item.item_id, " ".join(normalized.split(" ")[start:start + length]))
+        return Contamination(item.benchmark, item.item_id, batch.words(start, length))
 
     # ---- reporting ----
     def _record(self, hit: Contamination) -> None:
-        stats = self._stats[hit.benchmark]
-        stats.samples_removed += 1
-        stats.matched_item_ids.add(hit.item_id)
-        if len(stats.examples) < self.max_examples:
-            stats.examples.append({"item_id": hit.item_id, "ngram": hit.ngram})
+        """Count a removed sample for the matched item and for identical items in other benchmarks."""
+        index = self._index_of[(hit.benchmark, hit.item_id)]
+        same_items = [self._items[i] for i in [index, *self._aliases.get(index, ())]]
+        for name in dict.fromkeys(item.benchmark for item in same_items):
+            stats = self._stats[name]
+            stats.samples_removed += 1
+            own_ids = [item.item_id for item in same_items if item.benchmark == name]
+            stats.matched_item_ids.update(own_ids)
+            if len(stats.examples) < self.max_examples:
+                stats.examples.append({"item_id": own_ids[0], "ngram": hit.ngram})
 
     def report(self) -> dict[str, dict]:
         """Per benchmark: items indexed/unindexable/matched, training samples removed, a few examples."""
@@ -195,6 +238,27 @@ class Decontaminator:
                        "items_matched": len(s.matched_item_ids), "samples_removed": s.samples_removed,
                        "examples": list(s.examples)}
                 for name, s in self._stats.items()}
+
+
+class _Batch:
+    """Normalized texts of a batch with the hashes of all their words concatenated."""
+
+    def __init__(self, normalized: list[str]):
+        self.normalized = normalized
+        num_words = np.array([text.count(" ") + 1 if text else 0 for text in normalized], dtype=np.int64)
+        self.hashes = word_hashes(" ".join(text for text in normalized if text))
+        self.text_of_word = np.repeat(np.arange(len(normalized)), num_words)
+        self.first_word = np.cumsum(num_words) - num_words
+        self._text_end_of_word = np.repeat(np.cumsum(num_words), num_words)
+
+    def valid(self, starts: np.ndarray, length: int) -> np.ndarray:
+        """The n-gram starts whose `length` words all lie in one text."""
+        return starts[starts + length <= self._text_end_of_word[starts]]
+
+    def words(self, start: int, length: int) -> str:
+        text_index = int(self.text_of_word[start])
+        offset = start - int(self.first_word[text_index])
+        return " ".join(self.normalized[text_index].split(" ")[offset:offset + length])
 
 
 def _member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:

@@ -1,13 +1,13 @@
 """Text normalization and word/n-gram hashing shared by dedup and decontamination.
 
 Guarantees: `normalize_text` is deterministic and idempotent; it applies Unicode NFKC, casefolds, deletes every
-Unicode punctuation character (category P*, so "don't" -> "dont", "well-known" -> "wellknown", "120/80" ->
-"12080") and collapses all whitespace (spaces, tabs, CRLF, newlines) to single spaces. Two texts that differ only
+Unicode punctuation and symbol character (categories P* and S*, so "don't" -> "dont", "well-known" ->
+"wellknown", "120/80" -> "12080", "47,XY,+21" -> "47xy21", "A → B" -> "a b") and collapses all whitespace (spaces, tabs, CRLF, newlines) to single spaces. Two texts that differ only
 in case, whitespace or punctuation therefore normalize to the same string. Word and n-gram hashes are 64-bit,
 deterministic across processes and machines (xxh3 of the UTF-8 word, combined polynomially modulo 2**64), so
 they can be cached and compared between runs.
 
-Does not: stem, remove stop words, fold symbols (+, <, °, ±, $ are kept) or undo spelling changes; a word changed
+Does not: stem, remove stop words or undo spelling changes; a word changed
 by a hyphen that became a space ("well known" vs "well-known") normalizes differently.
 """
 
@@ -19,7 +19,8 @@ import numpy as np
 import regex
 import xxhash
 
-_PUNCTUATION = regex.compile(r"\p{P}+")
+# Punctuation (P*) and symbols (S*: + → ` ° < $ ...): copies of a text often drop or swap both.
+_PUNCTUATION = regex.compile(r"[\p{P}\p{S}]+")
 # Odd 64-bit multiplier for the polynomial n-gram hash; wraparound of uint64 arithmetic is the modulo 2**64.
 _NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
 
