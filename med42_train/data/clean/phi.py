@@ -4,7 +4,7 @@ Guarantees: every pattern needs a clear shape or a keyword, so ordinary medical 
 ("500 mg twice daily"), lab values and vitals ("Hb 12.5 g/dL", "BP 120/80"), years and ages ("1980",
 "45-year-old"), reference ranges ("3.5-5.0"), ICD codes ("I21.4"), PMIDs, DOIs and trial numbers. Dates count as
 a date of birth only next to a birth keyword ("DOB:", "date of birth", "born on"); MRNs only after a record-number
-keyword; phone numbers need a US 3-3-4 shape with separators, a leading "+" with 8-15 digits, or a phone keyword.
+keyword; phone numbers need a US 3-3-4 shape with separators, a leading "+", or a phone keyword ("phone number:"), and 10-15 digits in all.
 `mask` keeps the keywords and replaces only the identifying value ("MRN: [MRN]").
 
 Does not: de-identify. This is a screen for the common structured identifiers, not a HIPAA Safe Harbor tool: it
@@ -37,9 +37,9 @@ _PATTERNS: tuple[tuple[str, re.Pattern, int], ...] = (
     ("date_of_birth", re.compile(rf"(?i:\b(?:dob|d\.o\.b\.?|date of birth|birth ?date|born(?: on| in)?)\s*[:\-]?\s*)"
                                  rf"(?i:({_DATE}))\b"), 1),
     ("phone", re.compile(r"(?<![\w+/.-])((?:\+?1[ .-]?)?(?:\(\d{3}\)\s?|\d{3}[.-])\d{3}[.-]\d{4})(?![\w/-]|\.\d)"
-                         r"|(?<![\w+])(\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5})(?![\w/.-]|\.\d)"
-                         r"|(?i:\b(?:phone|tel|telephone|cell|mobile|fax|call me at|reach me at)\b\s*(?:number)?"
-                         r"\s*(?:is|:|#)?\s*)(\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4})\b"), 0),
+                         r"|(?<![\w+])(\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5})(?![\w/-]|\.\d)"
+                         r"|(?i:\b(?:phone|tel|telephone|cell|mobile|fax|contact|call me at|reach me at)\b"
+                         r"(?:\s+(?:number|no\.?))?\s*(?:is|:|#)?\s*)(\+?\(?\d[\d ().-]{7,16}\d)(?![\w/-]|\.\d)"), 0),
     ("address", re.compile(rf"\b(\d{{1,5}}\s+(?:(?:[A-Z][a-z]+|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,3}}{_STREET_SUFFIX}\b\.?"
                            rf"(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?)"), 1),
 )
