@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import regex
@@ -101,8 +101,7 @@ class Decontaminator:
         self._gram_chunks: list[np.ndarray] = []  # unique n-gram hashes of each distinct item ...
         self._owner_chunks: list[np.ndarray] = []  # ... and that item's index, repeated
         self._short_items: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))  # len->hash->items
-        self._keys = self._owners = None  # frozen lookup arrays, rebuilt after add_benchmark
-        self._short_keys: dict[int, np.ndarray] = {}
+        self._ngram_table = self._short_table = None  # lookup tables, rebuilt by _freeze after add_benchmark
         self.num_common_ngrams = 0
 
     # ---- indexing ----
@@ -116,7 +115,7 @@ class Decontaminator:
             indexed = self._index_item(_Item(name, item_id, normalized_options), normalize_text(stem))
             stats.items_indexed += indexed
             stats.items_unindexable += not indexed
-        self._keys = None
+        self._ngram_table = None
 
     def _index_item(self, item: _Item, stem: str) -> bool:
         """Add one item's stem and long options; an item identical to an earlier one becomes its alias."""
@@ -141,18 +140,18 @@ class Decontaminator:
         return bool(parts) or bool(len(stem_hashes))
 
     def _freeze(self) -> None:
-        """Sorted lookup arrays; n-grams held by >= common_ngram_items distinct items are boilerplate, dropped."""
-        grams = np.concatenate(self._gram_chunks) if self._gram_chunks else np.zeros(0, dtype=np.uint64)
-        owners = np.concatenate(self._owner_chunks) if self._owner_chunks else np.zeros(0, dtype=np.int64)
+        """Lookup tables: item n-grams (n-grams held by >= common_ngram_items distinct items are boilerplate and
+        dropped) and short stems, kept apart so the small short-stem table stays in the CPU cache."""
+        grams, owners = _concat(self._gram_chunks, np.uint64), _concat(self._owner_chunks, np.int64)
         order = np.lexsort((owners, grams))  # by n-gram, then by item: the first item indexed comes first
         grams, owners = grams[order], owners[order]
-        starts = np.flatnonzero(np.r_[True, grams[1:] != grams[:-1]]) if len(grams) else np.zeros(0, dtype=np.int64)
+        starts = np.flatnonzero(np.r_[True, grams[1:] != grams[:-1]]) if len(grams) else np.zeros(0, np.int64)
         num_items = np.diff(np.r_[starts, len(grams)])
         keep = starts[num_items < self.common_ngram_items]
         self.num_common_ngrams = int(np.sum(num_items >= self.common_ngram_items))
-        self._keys, self._owners = grams[keep], owners[keep]
-        self._short_keys = {length: np.sort(np.fromiter(table, dtype=np.uint64, count=len(table)))
-                            for length, table in self._short_items.items()}
+        self._ngram_table = _KeyTable(grams[keep], owners[keep])
+        short = np.array([key for table in self._short_items.values() for key in table], dtype=np.uint64)
+        self._short_table = _KeyTable(short, np.full(len(short), -1, dtype=np.int64))
 
     # ---- matching ----
     def find(self, text: str) -> Optional[Contamination]:
@@ -167,15 +166,19 @@ class Decontaminator:
                 self._record(hit)
         return hits
 
+    def match(self, text: str) -> Optional[Contamination]:
+        """Like `find` without counting it in the report (for callers that keep their own counts)."""
+        return self.match_many([text])[0]
+
     def match_many(self, texts: Sequence[str]) -> list[Optional[Contamination]]:
         """Like `find_many` without counting anything in the report."""
-        if self._keys is None:
+        if self._ngram_table is None:
             self._freeze()
         batch = _Batch([normalize_text(text) for text in texts])
         long_hits, short_hits = self._lookup(batch)
         results: list[Optional[Contamination]] = [None] * len(texts)
         for text_index, positions in long_hits.items():
-            owners = self._owners[positions[:, 1]]
+            owners = positions[:, 1]
             # The item most n-grams point to: a planted item shares one boilerplate n-gram with others at most.
             values, counts = np.unique(owners, return_counts=True)
             best = values[np.argmax(counts)]
@@ -187,23 +190,36 @@ class Decontaminator:
         return results
 
     def _lookup(self, batch: "_Batch") -> tuple[dict[int, np.ndarray], list[tuple[int, tuple[int, int, int]]]]:
-        """Hits of the batch's n-grams: long ones as {text: [[word start, key row], ...]}, short stems as a list."""
-        grams, long_hits, short_hits = batch.hashes, {}, []
+        """Hits of the batch's n-grams: long ones as {text: [[word start, owner item], ...]}, short stems as a list
+        of (text, (length, word start, stem hash))."""
+        queries = list(self._query_grams(batch.hashes))
+        long_hits: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        if queries and queries[-1][0] == self.ngram_words:
+            grams = queries.pop()[1]
+            for start, row in zip(*self._ngram_table.lookup(grams)):
+                if batch.within_one_text(start, self.ngram_words):
+                    long_hits[int(batch.text_of_word[start])].append((start, int(self._ngram_table.owners[row])))
+        short_hits = []
+        if queries:
+            values = np.concatenate([grams for _, grams in queries])
+            offsets = np.cumsum([0] + [len(grams) for _, grams in queries])
+            for flat, _ in zip(*self._short_table.lookup(values)):
+                query = int(np.searchsorted(offsets, flat, side="right")) - 1
+                length, start = queries[query][0], flat - int(offsets[query])
+                if batch.within_one_text(start, length):
+                    short_hits.append((int(batch.text_of_word[start]), (length, start, int(values[flat]))))
+        return {text: np.array(hits) for text, hits in long_hits.items()}, short_hits
+
+    def _query_grams(self, hashes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(length, hashes of every window of that many words) for each short-stem length and for ngram_words."""
+        grams = hashes
         for length in range(1, self.ngram_words + 1):
             if length > 1:
-                grams = extend_ngram_hashes(grams, batch.hashes, length)
+                grams = extend_ngram_hashes(grams, hashes, length)
             if not len(grams):
-                break
-            if length in self._short_keys:
-                for start in batch.valid(np.flatnonzero(_member(grams, self._short_keys[length])), length):
-                    short_hits.append((int(batch.text_of_word[start]), (length, int(start), int(grams[start]))))
-        if len(grams) and len(self._keys) and len(batch.hashes) >= self.ngram_words:
-            rows = np.searchsorted(self._keys, grams).clip(max=len(self._keys) - 1)
-            starts = batch.valid(np.flatnonzero(self._keys[rows] == grams), self.ngram_words)
-            for text_index in np.unique(batch.text_of_word[starts]):
-                mine = starts[batch.text_of_word[starts] == text_index]
-                long_hits[int(text_index)] = np.stack([mine, rows[mine]], axis=1)
-        return long_hits, short_hits
+                return
+            if length == self.ngram_words or length in self._short_items:
+                yield length, grams
 
     def _short_match(self, batch: "_Batch", text_index: int, length: int, start: int, key: int
                      ) -> Optional[Contamination]:
@@ -251,9 +267,9 @@ class _Batch:
         self.first_word = np.cumsum(num_words) - num_words
         self._text_end_of_word = np.repeat(np.cumsum(num_words), num_words)
 
-    def valid(self, starts: np.ndarray, length: int) -> np.ndarray:
-        """The n-gram starts whose `length` words all lie in one text."""
-        return starts[starts + length <= self._text_end_of_word[starts]]
+    def within_one_text(self, start: int, length: int) -> bool:
+        """Whether the `length` words from word `start` of the batch all lie in one text."""
+        return start + length <= int(self._text_end_of_word[start])
 
     def words(self, start: int, length: int) -> str:
         text_index = int(self.text_of_word[start])
@@ -261,10 +277,29 @@ class _Batch:
         return " ".join(self.normalized[text_index].split(" ")[offset:offset + length])
 
 
-def _member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    """Boolean mask of `values` present in the sorted (non-empty) array `sorted_keys`."""
-    positions = np.searchsorted(sorted_keys, values).clip(max=len(sorted_keys) - 1)
-    return sorted_keys[positions] == values
+class _KeyTable:
+    """Sorted uint64 keys with an owner each, and a bitmap filter (one byte per slot, >= 16 slots per key) that
+    rules out most absent values with one vectorized gather before the binary search."""
+
+    def __init__(self, keys: np.ndarray, owners: np.ndarray):
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.owners = keys[order], owners[order]
+        self._slot_mask = np.uint64((1 << max(10, min(30, (16 * max(len(keys), 1)).bit_length()))) - 1)
+        self._bitmap = np.zeros(int(self._slot_mask) + 1, dtype=bool)
+        self._bitmap[(self.keys & self._slot_mask).astype(np.int64)] = True
+
+    def lookup(self, values: np.ndarray) -> tuple[list[int], list[int]]:
+        """(positions in `values`, rows in the table) of the values present in the table."""
+        if not len(self.keys):
+            return [], []
+        candidates = np.flatnonzero(self._bitmap[(values & self._slot_mask).astype(np.int64)])
+        rows = np.minimum(np.searchsorted(self.keys, values[candidates]), len(self.keys) - 1)
+        found = self.keys[rows] == values[candidates]
+        return candidates[found].tolist(), rows[found].tolist()
+
+
+def _concat(chunks: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
 
 
 def _checked_item(benchmark: str, position: int, pair) -> tuple[str, ItemText]:
