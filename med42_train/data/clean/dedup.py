@@ -68,7 +68,8 @@ class NearDedup:
         if num_perm < 2 or shingle_words < 1:
             raise ValueError(f"near_dedup needs num_perm >= 2 and shingle_words >= 1, got {num_perm}, {shingle_words}")
         self.threshold, self.num_perm, self.shingle_words, self.seed = threshold, num_perm, shingle_words, seed
-        self._permutations = MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
+        self._sketch = MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME, hashfunc=_identity)
+        self._probe = self._sketch.copy()
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._row_of_key: dict[str, int] = {}
         # Low 16 bits of each kept signature, to check LSH candidates: an agreement between two unrelated values
@@ -84,16 +85,19 @@ class NearDedup:
 
     def signature_of_words(self, hashes: np.ndarray) -> np.ndarray:
         """`signature` from precomputed normalize.word_hashes (texts shorter than a shingle are one shingle)."""
-        minhash = self._minhash()
+        # One sketch reused for every text: building a MinHash re-validates its permutations (~1/4 of the cost).
+        self._sketch.clear()
         if len(hashes):
             shingles = np.unique(ngram_hashes(hashes, min(self.shingle_words, len(hashes))))
-            minhash.update_batch(shingles.tolist())
-        return minhash.hashvalues
+            self._sketch.update_batch(shingles.tolist())
+        return self._sketch.hashvalues  # clear() and update_batch() assign a new array: safe to hand out
 
     def check_and_add(self, key: str, signature: np.ndarray) -> Optional[str]:
         """The key of a kept text whose estimated Jaccard with this one is >= threshold, or None after keeping it."""
         signature = self._checked(key, signature)
-        minhash = self._minhash(signature)
+        # The LSH reads only `hashvalues` (it stores band hashes, not the object), so one probe sketch serves all.
+        minhash = self._probe
+        minhash.hashvalues = signature
         low_bits = signature.astype(np.uint16)
         for candidate in self._lsh.query(minhash):
             agreement = np.mean(self._check_bits[self._row_of_key[candidate]] == low_bits)
@@ -102,10 +106,6 @@ class NearDedup:
         self._lsh.insert(key, minhash, check_duplication=False)
         self._keep(key, low_bits)
         return None
-
-    def _minhash(self, signature: Optional[np.ndarray] = None) -> MinHash:
-        return MinHash(num_perm=self.num_perm, seed=self.seed, scheme=_SCHEME, hashfunc=_identity,
-                       permutations=self._permutations, hashvalues=signature)
 
     def _checked(self, key: str, signature: np.ndarray) -> np.ndarray:
         if key in self._row_of_key:
