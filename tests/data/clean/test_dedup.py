@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse
+from datasketch import MinHash
 
 from med42_train.data.clean.dedup import ExactDedup, NearDedup
-from med42_train.data.clean.normalize import words
+from med42_train.data.clean.normalize import ngram_hashes, normalize_text, word_hashes, words
 from tests.data.clean.realtexts import read_alpaca_texts
 
 TEXT = "Take 500 mg of amoxicillin three times a day for 7 days, then see your doctor."
@@ -82,6 +83,16 @@ def test_signatures_are_uint64_deterministic_and_work_from_a_cache(tmp_path, wik
     from_texts = [first.check_and_add(str(i), s) for i, s in enumerate(signatures)]
     from_cache = [second.check_and_add(str(i), s) for i, s in enumerate(cached)]
     assert from_texts == from_cache and any(hit is not None for hit in from_texts)
+
+
+def test_signature_equals_datasketch_fed_one_shingle_at_a_time(wikidoc_texts):
+    """The fast path (one reused sketch, a batch of pre-hashed shingles) gives datasketch's own per-value result."""
+    dedup = NearDedup(num_perm=64, shingle_words=3, seed=7)
+    for text in wikidoc_texts[:20]:
+        reference = MinHash(num_perm=64, seed=7, scheme="affine64", hashfunc=lambda value: value)
+        for shingle in ngram_hashes(word_hashes(normalize_text(text)), 3).tolist():
+            reference.update(shingle)
+        assert np.array_equal(dedup.signature(text), reference.hashvalues)
 
 
 def test_short_and_empty_texts_have_signatures():
