@@ -63,8 +63,7 @@ _RULES: tuple[_Rule, ...] = (
                               rf"{_NOT_AFTER_NUMBER}"),
           ("phone", "tel", "cell", "mobile", "fax", "contact", "call me", "reach me")),
     _Rule("address", re.compile(rf"\b(\d{{1,5}}\s+(?:(?:[A-Z][a-z]+|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,3}}"
-                                rf"(?:{'|'.join(_STREET_SUFFIXES)})\b\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?)"),
-          tuple(f" {suffix.lower()}" for suffix in _STREET_SUFFIXES)),
+                                rf"(?:{'|'.join(_STREET_SUFFIXES)})\b\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?)")),
 )
 _DIGIT_RUNS = {1: re.compile(r"\d"), 3: re.compile(r"\d\d\d")}
 MASKS = {"email": "[EMAIL]", "phone": "[PHONE]", "ssn": "[SSN]", "mrn": "[MRN]", "date_of_birth": "[DOB]",
