@@ -73,7 +73,8 @@ def main() -> None:
     steps = {
         "normalize_text": per_text(normalize_text),
         "ExactDedup.key": per_text(ExactDedup.key),
-        "NearDedup.signature": per_text(near.signature),
+        "NearDedup.signature (per text)": per_text(near.signature),
+        f"NearDedup.signatures (batches of {BATCH_SIZE})": batched(near.signatures),
         "Decontaminator.match (per text)": per_text(decontaminator.match),
         f"Decontaminator.match_many (batches of {BATCH_SIZE})": batched(decontaminator.match_many),
         "PhiScanner.scan": per_text(PhiScanner().scan),

@@ -37,7 +37,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import regex
 
-from med42_train.data.clean.normalize import extend_ngram_hashes, ngram_hashes, normalize_text, word_hashes
+from med42_train.data.clean.normalize import WordBatch, extend_ngram_hashes, ngram_hashes, normalize_text, word_hashes
 
 ItemText = Union[str, Sequence[str]]
 # A line that is a lettered option: "A. text", "B) text", "(C) text", "D: text".
@@ -181,7 +181,7 @@ class Decontaminator:
         """Like `find_many` without counting anything in the report."""
         if self._ngram_table is None:
             self._freeze()
-        batch = _Batch([normalize_text(text) for text in texts])
+        batch = WordBatch([normalize_text(text) for text in texts])
         long_hits, short_hits = self._lookup(batch)
         results: list[Optional[Contamination]] = [None] * len(texts)
         for text_index, positions in long_hits.items():
@@ -196,7 +196,7 @@ class Decontaminator:
                 results[text_index] = self._short_match(batch, text_index, length, start, key)
         return results
 
-    def _lookup(self, batch: "_Batch") -> tuple[dict[int, np.ndarray], list[tuple[int, tuple[int, int, int]]]]:
+    def _lookup(self, batch: WordBatch) -> tuple[dict[int, np.ndarray], list[tuple[int, tuple[int, int, int]]]]:
         """Hits of the batch's n-grams: long ones as {text: [[word start, owner item], ...]}, short stems as a list
         of (text, (length, word start, stem hash))."""
         queries = list(self._query_grams(batch.hashes))
@@ -228,7 +228,7 @@ class Decontaminator:
             if length == self.ngram_words or length in self._short_items:
                 yield length, grams
 
-    def _short_match(self, batch: "_Batch", text_index: int, length: int, start: int, key: int
+    def _short_match(self, batch: WordBatch, text_index: int, length: int, start: int, key: int
                      ) -> Optional[Contamination]:
         """A short-stem hit counts when the item's options all appear in the text; spaces are ignored in this check
         because a changed punctuation mark inside an option ("46,XX" -> "46 XX") splits its words."""
@@ -238,7 +238,7 @@ class Decontaminator:
                 return self._contamination(index, batch, start, length)
         return None
 
-    def _contamination(self, index: int, batch: "_Batch", start: int, length: int) -> Contamination:
+    def _contamination(self, index: int, batch: WordBatch, start: int, length: int) -> Contamination:
         item = self._items[index]
         return Contamination(item.benchmark, item.item_id, batch.words(start, length))
 
@@ -261,27 +261,6 @@ class Decontaminator:
                        "items_matched": len(s.matched_item_ids), "samples_removed": s.samples_removed,
                        "examples": list(s.examples)}
                 for name, s in self._stats.items()}
-
-
-class _Batch:
-    """Normalized texts of a batch with the hashes of all their words concatenated."""
-
-    def __init__(self, normalized: list[str]):
-        self.normalized = normalized
-        num_words = np.array([text.count(" ") + 1 if text else 0 for text in normalized], dtype=np.int64)
-        self.hashes = word_hashes(" ".join(text for text in normalized if text))
-        self.text_of_word = np.repeat(np.arange(len(normalized)), num_words)
-        self.first_word = np.cumsum(num_words) - num_words
-        self._text_end_of_word = np.repeat(np.cumsum(num_words), num_words)
-
-    def within_one_text(self, start: int, length: int) -> bool:
-        """Whether the `length` words from word `start` of the batch all lie in one text."""
-        return start + length <= int(self._text_end_of_word[start])
-
-    def words(self, start: int, length: int) -> str:
-        text_index = int(self.text_of_word[start])
-        offset = start - int(self.first_word[text_index])
-        return " ".join(self.normalized[text_index].split(" ")[offset:offset + length])
 
 
 class _KeyTable:

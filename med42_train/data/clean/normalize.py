@@ -62,6 +62,24 @@ def ngram_hashes(hashes: np.ndarray, ngram_words: int) -> np.ndarray:
     return grams
 
 
-def text_ngram_hashes(text: str, ngram_words: int) -> np.ndarray:
-    """n-gram hashes of a raw text (normalized first)."""
-    return ngram_hashes(word_hashes(normalize_text(text)), ngram_words)
+class WordBatch:
+    """Normalized texts of a batch with the hashes of all their words concatenated, so that n-gram hashing and
+    lookups run as a few numpy operations for the whole batch instead of per text."""
+
+    def __init__(self, normalized: list[str]):
+        self.normalized = normalized
+        self.num_words = np.array([text.count(" ") + 1 if text else 0 for text in normalized], dtype=np.int64)
+        self.hashes = word_hashes(" ".join(text for text in normalized if text))
+        self.text_of_word = np.repeat(np.arange(len(normalized)), self.num_words)
+        self.first_word = np.cumsum(self.num_words) - self.num_words
+        self.text_end_of_word = np.repeat(self.first_word + self.num_words, self.num_words)
+
+    def within_one_text(self, start: int, length: int) -> bool:
+        """Whether the `length` words from word `start` of the batch all lie in one text."""
+        return start + length <= int(self.text_end_of_word[start])
+
+    def words(self, start: int, length: int) -> str:
+        """The `length` normalized words from word `start` of the batch (inside one text)."""
+        text_index = int(self.text_of_word[start])
+        offset = start - int(self.first_word[text_index])
+        return " ".join(self.normalized[text_index].split(" ")[offset:offset + length])

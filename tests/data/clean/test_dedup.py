@@ -85,14 +85,19 @@ def test_signatures_are_uint64_deterministic_and_work_from_a_cache(tmp_path, wik
     assert from_texts == from_cache and any(hit is not None for hit in from_texts)
 
 
-def test_signature_equals_datasketch_fed_one_shingle_at_a_time(wikidoc_texts):
-    """The fast path (one reused sketch, a batch of pre-hashed shingles) gives datasketch's own per-value result."""
+def test_batched_signatures_equal_datasketch_fed_the_shingles(wikidoc_texts):
+    """The vectorized batch (300 texts, ~27k shingles: more than one matrix step, so texts straddle steps) gives,
+    row by row, the hash values of datasketch's own MinHash updated with each text's shingle hashes."""
+    texts = wikidoc_texts[:300] + ["", "Fever.", "fever and chills", "one two three four five six"]
     dedup = NearDedup(num_perm=64, shingle_words=3, seed=7)
-    for text in wikidoc_texts[:20]:
+    batch = dedup.signatures(texts)
+    assert batch.shape == (len(texts), 64) and batch.dtype == np.uint64
+    for row, text in zip(batch, texts):
+        hashes = word_hashes(normalize_text(text))
         reference = MinHash(num_perm=64, seed=7, scheme="affine64", hashfunc=lambda value: value)
-        for shingle in ngram_hashes(word_hashes(normalize_text(text)), 3).tolist():
-            reference.update(shingle)
-        assert np.array_equal(dedup.signature(text), reference.hashvalues)
+        reference.update_batch(ngram_hashes(hashes, min(3, len(hashes))).tolist() if len(hashes) else [])
+        assert np.array_equal(row, reference.hashvalues)
+        assert np.array_equal(dedup.signature(text), row)
 
 
 def test_short_and_empty_texts_have_signatures():
