@@ -37,6 +37,7 @@ POSITIVES = [
     ("Date of birth: 1980-03-02", "date_of_birth", "1980-03-02"),
     ("D.O.B. 3/4/75", "date_of_birth", "3/4/75"),
     ("She was born 12 March 1980.", "date_of_birth", "12 March 1980"),
+    ("born in March 2001 at term", "date_of_birth", "March 2001"),  # month + year is still a HIPAA date element
     ("She lives at 123 Main Street.", "address", "123 Main Street."),
     ("Send it to 4500 Oak Ave, Springfield", "address", "4500 Oak Ave"),
     ("1600 Pennsylvania Avenue NW, Washington", "address", "1600 Pennsylvania Avenue NW"),
@@ -63,7 +64,12 @@ NEGATIVES = [
     "Take 2 St John's wort capsules; contact dermatitis in 3 patients.",
     "The patient record was reviewed; the chart number of admissions was 3.",
     "Dose 0.5-1.0 mg/kg every 8 hours; change of +12.5 mmHg; z-score +1.5.",
-    "Babies born with a heart defect; 1 in 2,500 births.",
+    "Babies born with a heart defect; 1 in 2,500 births; born at 32 weeks; born on day 3 of life.",
+    # Citations: volume/issue/page runs look like digit groups but are not phone numbers.
+    "Ann Intern Med. 2009;151(4):264-269. N Engl J Med 2020; 382:1787-1799.",
+    "Lancet 2016; 388(10053): 1459-1544. JAMA. 2014;311(5):507-520. doi:10.1001/jama.2013.284427",
+    "Circulation. 2019;140:e596-e646; PLoS One 2018 Mar 3;12(3):e0173451.",
+    "chr7:117,559,590-117,559,593; HLA-B*57:01; ECG at 08:15:30, 12-lead.",
 ]
 
 
