@@ -214,9 +214,9 @@ def breakdown(recipe, tokenizer, examples: list, texts: list[str]) -> None:
         "render chat text": timed(lambda: [render_llama3(e.messages, tokenizer.bos_token) for e in examples]),
         "PHI scan": timed(lambda: [phi.scan(t) for t in sample_texts]),
         "decontamination index (once)": index_s,
-        "decontamination match": timed(lambda: [decontaminator.match(t) for t in sample_texts]),
+        "decontamination match (batched)": timed(in_batches(decontaminator.match_many, sample_texts)),
         "exact-dedup keys": timed(lambda: [exact.key(t) for t in sample_texts]),
-        "MinHash signatures": timed(lambda: [near.signature(t) for t in sample_texts]),
+        "MinHash signatures (batched)": timed(in_batches(near.signatures, sample_texts)),
         "tokenize with masks (ChatEncoder)": timed(in_batches(
             lambda b: encoder.encode_sft([e.messages for e in b]), examples)),
         "  of which bare encode_batch": timed(in_batches(

@@ -14,10 +14,7 @@ data_card.md, COMPLETE. For every source: read == kept + sum(dropped_by_reason).
 
 from __future__ import annotations
 
-import itertools
 import json
-import resource
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
@@ -32,8 +29,9 @@ from med42_train.data.cache import ROWS, SourceCache, content_hash, source_cache
 from med42_train.data.card import log_to_wandb, render_card
 from med42_train.data.clean.decontaminate import Decontaminator
 from med42_train.data.dedup_pass import deduplicate
-from med42_train.data.plan import format_plan, make_plan, plan_dicts
+from med42_train.data.plan import format_plan, make_plan
 from med42_train.data.recipe import Recipe, Source, load_recipe
+from med42_train.data.report import add_shares, log_table, manifest_figures, manifest_summary, source_row
 from med42_train.data.sampling import select_rows, source_rng
 from med42_train.data.screen import Screen, conversations
 from med42_train.data.sources import Example, iter_examples
@@ -94,20 +92,20 @@ def run(cfg: DictConfig) -> None:
         dedup = deduplicate(kind_caches, recipe.clean, MINHASH_SEED)
         selections = {cache.name: _select(cache, dedup[cache.name].keep, recipe) for cache in kind_caches}
         _write_dataset(kind_caches, selections, stage.dir / DATASET_FOLDER[kind], kind)
-        sources += [_source_row(cache, recipe, dedup[cache.name], selections[cache.name], cache_hits[cache],
-                                rejects_dir) for cache in kind_caches]
-    _add_shares(sources)
+        sources += [source_row(cache, recipe, dedup[cache.name], selections[cache.name], cache_hits[cache],
+                               rejects_dir) for cache in kind_caches]
+    add_shares(sources)
 
     # ---- manifest, data card, W&B ----
-    summary = _summary(cfg, recipe, caches, sources, cache_hits, plan, stage.inputs)
+    summary = manifest_summary(cfg, recipe, sources, cache_hits, plan, stage.inputs)
     (stage.dir / "data_card.md").write_text(render_card(summary))
-    figures = _figures(summary)
+    figures = manifest_figures(summary)
     wandb_run.log({f"data/{key}": value for key, value in figures.items() if isinstance(value, (int, float))})
     outputs = _outputs(stage.dir, base_model)
     manifest = finish_stage(stage, outputs, figures, wandb_run_id=wandb_run.id, **summary)
     log_to_wandb(wandb_run, sources, [stage.dir / "manifest.json", stage.dir / "data_card.md"])
     wandb_run.finish()
-    _log_table(manifest)
+    log_table(manifest)
 
 
 def _recipe(cfg: DictConfig) -> Recipe:
@@ -233,110 +231,7 @@ def _write_dataset(caches: list[SourceCache], selections: dict[str, np.ndarray],
     dataset.save_to_disk(str(out_dir))
 
 
-def _source_row(cache: SourceCache, recipe: Recipe, dedup, selected: np.ndarray, hit: bool,
-                rejects_dir: Path) -> dict[str, Any]:
-    """The manifest's per-source entry; also writes rejects/<source>.jsonl (build rejects + dedup drops)."""
-    stats = cache.stats()
-    source = next(s for s in recipe.sft + recipe.preference if s.name == cache.name and s.kind == cache.kind)
-    dropped = dict(stats["dropped_by_reason"])
-    for reason, count in dedup.counts.items():
-        dropped[reason] = dropped.get(reason, 0) + count
-    kept = int(dedup.keep.sum())
-    assert stats["read"] == kept + sum(dropped.values()), (
-        f"source {cache.name}: read {stats['read']} != kept {kept} + dropped {dropped}")
-    rejects_file = _write_rejects(cache, dedup, rejects_dir)
-    rows = cache.rows()
-    return {"kind": cache.kind, "source": cache.name, "category": source.category, "read": stats["read"],
-            "kept": kept, "dropped_by_reason": dropped, "selected": len(selected),
-            "sampling_factor": len(selected) / kept if kept else 0.0,
-            "num_tokens": int(rows.column("num_tokens").to_numpy()[selected].sum()),
-            "num_supervised_tokens": int(rows.column("num_supervised_tokens").to_numpy()[selected].sum()),
-            "target": {"samples": source.samples, "tokens": source.tokens}, "cache": "hit" if hit else "miss",
-            "cache_dir": str(cache.dir), "rejects_file": str(rejects_file),
-            "phi": stats["phi"], "contamination": stats["contamination"]}
-
-
-def _write_rejects(cache: SourceCache, dedup, rejects_dir: Path) -> Path:
-    path = rejects_dir / f"{cache.name}.jsonl"
-    shutil.copyfile(cache.dir / "rejects.jsonl", path)
-    if dedup.dropped:
-        rows = cache.rows().select(["position", "record_id"])
-        positions, record_ids = rows.column("position"), rows.column("record_id")
-        with open(path, "a", encoding="utf-8") as handle:
-            for row, reason, earlier in dedup.dropped:
-                line = {"position": positions[row].as_py(), "record_id": record_ids[row].as_py(), "reason": reason,
-                        "field": None, "raw": f"duplicate of {earlier}" if earlier else "exact duplicate"}
-                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-    return path
-
-
-def _add_shares(sources: list[dict[str, Any]]) -> None:
-    for kind in ("sft", "preference"):
-        total = sum(row["num_supervised_tokens"] for row in sources if row["kind"] == kind)
-        for row in sources:
-            if row["kind"] == kind:
-                row["share"] = row["num_supervised_tokens"] / total if total else 0.0
-
-
 # ---------------------------------------------------------------- manifest
-
-def _summary(cfg, recipe: Recipe, caches, sources, cache_hits, plan, inputs) -> dict[str, Any]:
-    return {"sources": sources, "plan": plan_dicts(plan),
-            "decontamination": _decontamination_report(recipe, sources),
-            "phi": _phi_report(recipe, sources),
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "cache": {"dir": str(Path(cfg.data.cache_dir).resolve()), "hits": sum(cache_hits.values()),
-                      "misses": len(cache_hits) - sum(cache_hits.values())},
-            "recipe": {"name": recipe.name, "path": str(recipe.path), "sha256": inputs["recipe"]["sha256"],
-                       "seed": recipe.seed, "overrides": list(recipe.overrides),
-                       "clean": json.loads(json.dumps(asdict(recipe.clean), default=str))},
-            "hashes": {name: record for name, record in inputs.items()}}
-
-
-def _decontamination_report(recipe: Recipe, sources: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per benchmark: items indexed, distinct items matched, training samples removed, examples."""
-    report = {}
-    for benchmark in recipe.clean.decontamination.benchmarks:
-        found = [row["contamination"].get(benchmark.name) for row in sources]
-        found = [entry for entry in found if entry]
-        report[benchmark.name] = {
-            "items_indexed": _count_items(benchmark),
-            "items_matched": len({item for entry in found for item in entry["item_ids"]}),
-            "samples_removed": sum(entry["samples_removed"] for entry in found),
-            "examples": list(itertools.islice((e for entry in found for e in entry["examples"]), 5))}
-    return report
-
-
-def _count_items(benchmark) -> int:
-    return sum(isinstance(item, Example) for item in iter_examples(benchmark.as_source()))
-
-
-def _phi_report(recipe: Recipe, sources: list[dict[str, Any]]) -> dict[str, Any]:
-    hits: dict[str, int] = {}
-    for row in sources:
-        for kind, count in row["phi"]["hits_by_kind"].items():
-            hits[kind] = hits.get(kind, 0) + count
-    return {"policy": recipe.clean.phi_policy, "samples_with_phi": sum(r["phi"]["samples_with_phi"] for r in sources),
-            "hits_by_kind": hits, "by_source": {r["source"]: r["phi"] for r in sources if r["phi"]["samples_with_phi"]}}
-
-
-def _figures(summary: dict[str, Any]) -> dict[str, Any]:
-    by_kind = {kind: [r for r in summary["sources"] if r["kind"] == kind] for kind in ("sft", "preference")}
-    return {"num_sft_samples": sum(r["selected"] for r in by_kind["sft"]),
-            "num_preference_pairs": sum(r["selected"] for r in by_kind["preference"]),
-            "num_sft_tokens": sum(r["num_tokens"] for r in by_kind["sft"]),
-            "num_sft_supervised_tokens": sum(r["num_supervised_tokens"] for r in by_kind["sft"]),
-            "peak_rss_mib": summary["peak_rss_mib"], "cache_hits": summary["cache"]["hits"],
-            "cache_misses": summary["cache"]["misses"],
-            "sft_sources": {r["source"]: _counts(r) for r in by_kind["sft"]},
-            "preference_sources": {r["source"]: _counts(r) for r in by_kind["preference"]}}
-
-
-def _counts(row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("read", "kept", "dropped_by_reason", "selected", "sampling_factor", "num_tokens",
-            "num_supervised_tokens", "share", "cache")
-    return {key: row[key] for key in keys}
-
 
 def _outputs(stage_dir: Path, base_model: str) -> dict[str, Any]:
     outputs = {name: _record(stage_dir / folder) for name, folder in
@@ -344,11 +239,3 @@ def _outputs(stage_dir: Path, base_model: str) -> dict[str, Any]:
                 ("rejects", "rejects"), ("data_card", "data_card.md"))}
     outputs["base_model"] = _record(Path(base_model)) if Path(base_model).is_dir() else {"path": base_model}
     return outputs
-
-
-def _log_table(manifest: dict[str, Any]) -> None:
-    for row in manifest["sources"]:
-        log.info("%-10s %-24s read %8d kept %8d selected %8d tokens %11d dropped %s", row["kind"], row["source"],
-                 row["read"], row["kept"], row["selected"], row["num_tokens"], row["dropped_by_reason"] or "-")
-    log.info("peak RSS %.0f MiB; cache hits %d / %d", manifest["peak_rss_mib"], manifest["cache"]["hits"],
-             manifest["cache"]["hits"] + manifest["cache"]["misses"])

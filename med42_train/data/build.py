@@ -1,5 +1,5 @@
-"""Build one source into its cache folder, streaming: read -> system prompt -> PHI -> decontamination ->
-tokenize in batches -> length filter -> write Arrow rows + dedup fingerprints. Never holds the source in memory:
+"""Build one source into its cache folder, streaming: read -> system prompt -> PHI -> (per batch)
+decontamination -> tokenize -> length filter -> write Arrow rows + dedup fingerprints. Never holds the source in memory:
 at most two batches of examples are alive at a time.
 
 The Rust tokenizer releases the GIL, so each batch is tokenized in a background thread while the main thread
@@ -95,7 +95,7 @@ class _Builder:
         if isinstance(item, Rejected):
             self.rejects.add(item.position, item.record_id, item.reason, item.field, item.raw)
             return
-        example, reason = self.screen.check(with_system_prompt(item, self.settings.system_prompt), self.report)
+        example, reason = self.screen.apply_phi_policy(with_system_prompt(item, self.settings.system_prompt), self.report)
         if reason:
             # A PHI drop writes the masked text: the rejects file must not become a copy of the identifiers.
             text = sample_text(example)
@@ -121,10 +121,19 @@ class _Builder:
                 "num_supervised_tokens": self.num_supervised_tokens, **self.report.to_dict()}
 
     def _flush(self) -> None:
-        """Start tokenizing the current batch, then write the previous one (rows stay in source order)."""
+        """Decontaminate the current batch and start tokenizing it, then write the previous one (rows stay in
+        source order)."""
         if not self.batch:
             return
         batch, self.batch, self.batch_chars = self.batch, [], 0
+        texts = [sample_text(example) for example in batch]
+        reasons = self.screen.contamination(batch, texts, self.report)
+        for example, text, reason in zip(batch, texts, reasons):
+            if reason:
+                self.rejects.add(example.position, example.record_id, reason, None, text)
+        batch = [example for example, reason in zip(batch, reasons) if not reason]
+        if not batch:
+            return
         future = self.tokenizing.submit(self._tokenized, batch)
         self._write_pending()
         self.pending = (batch, future)

@@ -1,6 +1,7 @@
 """Per-sample screening of one source: system prompt, PHI policy, decontamination, and the dedup fingerprints.
 
-Everything here looks at one sample at a time, so its result can be cached per source. Deduplication itself
+Everything here decides per sample (decontamination and fingerprints run a batch at a time, vectorized), so its
+result can be cached per source. Deduplication itself
 (which needs every source, in recipe order) runs later over the fingerprints computed here (data/dedup_pass.py).
 """
 
@@ -71,22 +72,8 @@ class Screen:
         near = spec.near_dedup
         self.near = NearDedup(near.threshold, near.num_perm, near.shingle_words, seed=seed)
 
-    def check(self, example: Example, report: ScreenReport) -> tuple[Example, Optional[str]]:
-        """(the example, possibly PHI-masked; a drop reason or None)."""
-        example, reason = self._phi(example, report)
-        if reason or self.decontaminator is None:
-            return example, reason
-        hit = self.decontaminator.match(sample_text(example))
-        if hit is None:
-            return example, None
-        entry = report.contamination.setdefault(hit.benchmark, {"samples_removed": 0, "item_ids": [], "examples": []})
-        entry["samples_removed"] += 1
-        entry["item_ids"].append(hit.item_id)
-        if len(entry["examples"]) < MAX_EXAMPLES:
-            entry["examples"].append({"position": example.position, "item_id": hit.item_id, "ngram": hit.ngram})
-        return example, f"contaminated:{hit.benchmark}"
-
-    def _phi(self, example: Example, report: ScreenReport) -> tuple[Example, Optional[str]]:
+    def apply_phi_policy(self, example: Example, report: ScreenReport) -> tuple[Example, Optional[str]]:
+        """The PHI policy on one sample: (the example, masked under `mask`; "phi" under `drop`, else None)."""
         hits = self.phi.scan(sample_text(example))
         if not hits:
             return example, None
@@ -100,13 +87,29 @@ class Screen:
             return _map_contents(example, self.phi.mask), None
         return example, None
 
+    def contamination(self, examples: list[Example], texts: list[str], report: ScreenReport) -> list[Optional[str]]:
+        """Per sample of a batch, "contaminated:<benchmark>" or None (one vectorized lookup for the batch)."""
+        if self.decontaminator is None:
+            return [None] * len(examples)
+        reasons = []
+        for example, hit in zip(examples, self.decontaminator.match_many(texts)):
+            reasons.append(None if hit is None else f"contaminated:{hit.benchmark}")
+            if hit is not None:
+                entry = report.contamination.setdefault(hit.benchmark,
+                                                        {"samples_removed": 0, "item_ids": [], "examples": []})
+                entry["samples_removed"] += 1
+                entry["item_ids"].append(hit.item_id)
+                if len(entry["examples"]) < MAX_EXAMPLES:
+                    entry["examples"].append({"position": example.position, "item_id": hit.item_id,
+                                              "ngram": hit.ngram})
+        return reasons
+
     def fingerprints(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(16-byte exact keys, uint64 MinHash signatures) of the samples' texts, for the dedup pass."""
         keys = np.array([ExactDedup.key(text) for text in texts], dtype="S16")
         if not self.spec.near_dedup.enabled:
             return keys, np.zeros((len(texts), self.spec.near_dedup.num_perm), dtype=np.uint64)
-        return keys, np.stack([self.near.signature(text) for text in texts]) if texts else \
-            np.zeros((0, self.spec.near_dedup.num_perm), dtype=np.uint64)
+        return keys, self.near.signatures(texts)
 
 
 def _map_contents(example: Example, fn) -> Example:
