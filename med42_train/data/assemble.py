@@ -31,7 +31,8 @@ from med42_train.data.clean.decontaminate import Decontaminator
 from med42_train.data.dedup_pass import deduplicate
 from med42_train.data.plan import format_plan, make_plan
 from med42_train.data.recipe import Recipe, Source, load_recipe
-from med42_train.data.report import add_shares, log_table, manifest_figures, manifest_summary, source_row
+from med42_train.data.report import (PhaseTimer, add_shares, log_table, manifest_figures, manifest_summary,
+                                     source_row)
 from med42_train.data.sampling import select_rows, source_rng
 from med42_train.data.screen import Screen, conversations
 from med42_train.data.sources import Example, iter_examples
@@ -72,16 +73,20 @@ def run(cfg: DictConfig) -> None:
         return
     cfg, wandb_run = stage.cfg, start_run(stage.cfg, "data")
 
+    timer = PhaseTimer()
+
     # ---- tokenizer and base model ----
-    tokenizer, base_model = _tokenizer_and_base_model(cfg, recipe, stage.dir)
-    encoder = ChatEncoder(tokenizer)
+    with timer("tokenizer"):
+        tokenizer, base_model = _tokenizer_and_base_model(cfg, recipe, stage.dir)
+        encoder = ChatEncoder(tokenizer)
 
     # ---- plan ----
-    plan = make_plan(recipe, encoder)
+    with timer("plan"):
+        plan = make_plan(recipe, encoder)
     log.info("mixture plan:\n%s", format_plan(plan))
 
     # ---- per source: read, screen, tokenize (cached) ----
-    caches, cache_hits = _build_sources(cfg, recipe, encoder, stage.dir)
+    caches, cache_hits = _build_sources(cfg, recipe, encoder, stage.dir, timer)
 
     # ---- dedup across sources, then sampling to targets, then the datasets ----
     rejects_dir = stage.dir / "rejects"
@@ -89,15 +94,17 @@ def run(cfg: DictConfig) -> None:
     sources = []
     for kind in ("sft", "preference"):
         kind_caches = [cache for cache in caches if cache.kind == kind]
-        dedup = deduplicate(kind_caches, recipe.clean, MINHASH_SEED)
-        selections = {cache.name: _select(cache, dedup[cache.name].keep, recipe) for cache in kind_caches}
-        _write_dataset(kind_caches, selections, stage.dir / DATASET_FOLDER[kind], kind)
+        with timer("dedup"):
+            dedup = deduplicate(kind_caches, recipe.clean, MINHASH_SEED)
+        with timer("write"):
+            selections = {cache.name: _select(cache, dedup[cache.name].keep, recipe) for cache in kind_caches}
+            _write_dataset(kind_caches, selections, stage.dir / DATASET_FOLDER[kind], kind)
         sources += [source_row(cache, recipe, dedup[cache.name], selections[cache.name], cache_hits[cache],
                                rejects_dir) for cache in kind_caches]
     add_shares(sources)
 
     # ---- manifest, data card, W&B ----
-    summary = manifest_summary(cfg, recipe, sources, cache_hits, plan, stage.inputs)
+    summary = manifest_summary(cfg, recipe, sources, cache_hits, plan, stage.inputs) | {"phase_s": timer.seconds}
     (stage.dir / "data_card.md").write_text(render_card(summary))
     figures = manifest_figures(summary)
     wandb_run.log({f"data/{key}": value for key, value in figures.items() if isinstance(value, (int, float))})
@@ -149,7 +156,7 @@ def _corpus(recipe: Recipe):
 
 # ---------------------------------------------------------------- per-source builds (cached)
 
-def _build_sources(cfg: DictConfig, recipe: Recipe, encoder: ChatEncoder, stage_dir: Path):
+def _build_sources(cfg: DictConfig, recipe: Recipe, encoder: ChatEncoder, stage_dir: Path, timer: PhaseTimer):
     """A complete cache per source (built if missing) and whether each was a cache hit."""
     cache_root = Path(cfg.data.cache_dir).resolve()
     shared = _shared_cache_parts(cfg, recipe, stage_dir)
@@ -162,9 +169,11 @@ def _build_sources(cfg: DictConfig, recipe: Recipe, encoder: ChatEncoder, stage_
         hits[cache] = cache.is_complete()
         log.info("source %s/%s: cache %s (%s)", source.kind, source.name, "hit" if hits[cache] else "miss", cache.dir)
         if not hits[cache]:
-            screen = screen or Screen(recipe.clean, _decontaminator(recipe), MINHASH_SEED)
-            build_source(source, cache, encoder, screen,
-                         BuildSettings(cfg.data.system_prompt, max_length, cfg.data.tokenize_batch_size))
+            with timer("decontamination_index"):
+                screen = screen or Screen(recipe.clean, _decontaminator(recipe), MINHASH_SEED)
+            with timer("build"):
+                build_source(source, cache, encoder, screen,
+                             BuildSettings(cfg.data.system_prompt, max_length, cfg.data.tokenize_batch_size))
         caches.append(cache)
     return caches, hits
 

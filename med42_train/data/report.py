@@ -9,6 +9,8 @@ import itertools
 import json
 import resource
 import shutil
+import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,19 @@ from med42_train.data.sources import Example, iter_examples
 from med42_train.runtime.log import get_logger
 
 log = get_logger()
+
+
+class PhaseTimer:
+    """Wall seconds per phase of the stage (summed over repeats), for the manifest and the benchmark."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
 def source_row(cache: SourceCache, recipe: Recipe, dedup: DedupResult, selected: np.ndarray, hit: bool,
