@@ -9,6 +9,7 @@ import sys
 from omegaconf import OmegaConf
 
 from med42_train.config import ConfigError, load_config
+from med42_train.data.sources import SourceError
 from med42_train.launch.local import StageFailedError
 from med42_train.runtime.rundir import StageConflictError, StageInputError
 from med42_train.runtime.dist import dist_info
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         # The pipeline forwards the command line to the stages it launches; a stage needs only the config.
         stage.run(cfg, args.overrides) if args.stage == "pipeline" else stage.run(cfg)
-    except (ConfigError, StageInputError, StageConflictError) as err:
+    except (ConfigError, StageInputError, StageConflictError, SourceError) as err:  # the message names the fix
         print(f"med42 {args.stage}: error: {err}", file=sys.stderr)
         return 2
     except StageFailedError as err:

@@ -230,3 +230,17 @@ def test_wandb_gets_the_per_source_table_and_the_manifest_artifact(tmp_path, fix
     assert (row["source"], row["read"], row["kept"], row["cache"]) == ("a", 8, 8, "miss")
     records = next(run.glob("run-*.wandb")).read_bytes()
     assert b"data-manifest" in records and b"data_card.md" in records
+
+
+def test_a_bad_record_under_on_error_fail_stops_the_stage_naming_file_line_and_field(tmp_path, fixed_tokenizer_dir,
+                                                                                     capsys):
+    from med42_train.cli import main
+
+    write_jsonl(tmp_path / "a.jsonl", alpaca_records(3, seed=10) + [{"instruction": "q", "input": ""}])
+    recipe = write_recipe(tmp_path, {"a": {"path": "a.jsonl", "format": "alpaca", "on_error": "fail"}})
+    code = main(["data", f"run_dir={tmp_path / 'run'}", f"data.recipe={recipe}", "logger.wandb=false",
+                 f"model.name_or_path={fixed_tokenizer_dir}"])
+    error = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path / 'a.jsonl'}:4" in error and "'output'" in error and "missing_field" in error
+    assert not (tmp_path / "run" / "data" / "COMPLETE").exists()
+    assert not any((tmp_path / ".cache" / "data" / "sft").iterdir())  # no half-built cache is left behind
