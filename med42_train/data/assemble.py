@@ -184,14 +184,14 @@ def _shared_cache_parts(cfg: DictConfig, recipe: Recipe, stage_dir: Path) -> dic
     benchmarks = [{"name": b.name, "format": b.format, "format_options": b.format_options,
                    "content": content_hash(b.path if b.path is not None and b.path.exists() else b.hub)}
                   for b in clean.decontamination.benchmarks]
-    return {"tokenizer": sha256_tree(stage_dir / "tokenizer"), "chat_template": encoder_template(stage_dir),
+    return {"tokenizer": sha256_tree(stage_dir / "tokenizer"), "chat_template": _chat_template(stage_dir),
             "system_prompt": cfg.data.system_prompt, "phi_policy": clean.phi_policy,
             "ngram_words": clean.decontamination.ngram_words, "benchmarks": benchmarks,
             "signature": {"num_perm": clean.near_dedup.num_perm, "shingle_words": clean.near_dedup.shingle_words,
                           "enabled": clean.near_dedup.enabled, "seed": MINHASH_SEED}}
 
 
-def encoder_template(stage_dir: Path) -> str:
+def _chat_template(stage_dir: Path) -> str:
     config = json.loads((stage_dir / "tokenizer" / "tokenizer_config.json").read_text())
     template_file = stage_dir / "tokenizer" / "chat_template.jinja"
     return config.get("chat_template") or (template_file.read_text() if template_file.is_file() else "")
