@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -228,8 +229,17 @@ def test_wandb_gets_the_per_source_table_and_the_manifest_artifact(tmp_path, fix
     table = json.loads(table_file.read_text())
     row = dict(zip(table["columns"], table["data"][0]))
     assert (row["source"], row["read"], row["kept"], row["cache"]) == ("a", 8, 8, "miss")
-    records = next(run.glob("run-*.wandb")).read_bytes()
-    assert b"data-manifest" in records and b"data_card.md" in records
+    assert _eventually_contains(next(run.glob("run-*.wandb")), [b"data-manifest", b"data_card.md"])
+
+
+def _eventually_contains(path: Path, needles: list[bytes], timeout_s: float = 30.0) -> bool:
+    """wandb's service process may still be flushing the offline record file when finish() returns."""
+    deadline = time.monotonic() + timeout_s
+    while not all(needle in path.read_bytes() for needle in needles):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def test_a_bad_record_under_on_error_fail_stops_the_stage_naming_file_line_and_field(tmp_path, fixed_tokenizer_dir,
