@@ -9,6 +9,7 @@ import sys
 from omegaconf import OmegaConf
 
 from med42_train.config import ConfigError, load_config
+from med42_train.data.sources import SourceError
 from med42_train.launch.local import StageFailedError
 from med42_train.runtime.dist import dist_info
 from med42_train.runtime.preemption import PREEMPTED_EXIT_CODE, Preempted
@@ -24,7 +25,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("stage", choices=sorted(STAGE_MODULES))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value (see configs/)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    return parser.parse_args(argv)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="data only: print the mixture plan (per source: records, target, sampling factor, "
+                             "estimated tokens, share) and exit without tokenizing or writing anything")
+    return parser.parse_intermixed_args(argv)  # flags may come before or after the overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
             print(OmegaConf.to_yaml(cfg))
             return 0
         stage = importlib.import_module(STAGE_MODULES[args.stage])
+        if args.dry_run:
+            if not hasattr(stage, "dry_run"):
+                raise ConfigError(f"--dry-run is only for `med42 data`, not `med42 {args.stage}`")
+            print(stage.dry_run(cfg))
+            return 0
         # The pipeline forwards the command line to the stages it launches; a stage needs only the config.
         stage.run(cfg, args.overrides) if args.stage == "pipeline" else stage.run(cfg)
-    except (ConfigError, StageInputError, StageConflictError) as err:
+    except (ConfigError, StageInputError, StageConflictError, SourceError) as err:  # the message names the fix
         print(f"med42 {args.stage}: error: {err}", file=sys.stderr)
         return 2
     except StageFailedError as err:

@@ -54,9 +54,15 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     recipe: str = "demo"  # data_recipes/<recipe>.yaml
+    # Per-source tokenization cache (data/cache.py), shared by the runs beside this one so an unchanged source
+    # is never re-tokenized; safe to delete (it is rebuilt).
+    cache_dir: str = "${run_dir}/../.cache/data"
+    tokenize_batch_size: int = 1024  # samples per batched call of the Rust tokenizer
     max_length: int = 512  # SFT samples longer than this are dropped (counted in the manifest)
     preference_max_length: int = 512
     system_prompt: Optional[str] = None  # prepended to samples that have none; null keeps them as they are
+    # Overrides of the recipe itself, Hydra syntax, e.g. '["sft.medqa.samples=20000"]' (data_recipes/README.md)
+    recipe_overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -244,14 +250,14 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(message)
     recipe_path(cfg)  # raises if the recipe does not exist
-    sft_gradient_accumulation(cfg, cfg.launcher.nnodes * cfg.launcher.nproc_per_node)
 
 
 def sft_gradient_accumulation(cfg: DictConfig, world_size: int) -> int:
     """Micro-batches per optimizer step that make sft.tokens_per_step with this world size, or a ConfigError.
 
-    Checked against the launcher's planned world size at composition, and again by the sft stage against the
-    world size it actually runs with (a hand-launched torchrun may differ).
+    Checked by the pipeline against the launcher's planned world size before any stage runs, and by the sft
+    stage against the world size it actually runs with (a hand-launched torchrun may differ), before any model
+    loads. Not at composition: a data-only run (another max_length, a dry run) need not fix the SFT batch.
     """
     tokens_per_step, max_length = cfg.sft.tokens_per_step, cfg.data.max_length
     micro_batch_rows = cfg.sft.per_device_train_batch_size

@@ -52,14 +52,18 @@ def test_gradient_accumulation_is_derived_from_tokens_per_step_and_world_size(wo
     ("sft.per_device_train_batch_size=3", 16, "do not split evenly over . ranks"),
 ])
 def test_a_batch_that_does_not_split_is_refused_naming_the_fix(override, world_size, message):
+    cfg = load_config(["experiment=med42_v2_8b", override])
     with pytest.raises(ConfigError, match=message):
-        cfg = load_config(["experiment=med42_v2_8b", "launcher.nnodes=1", "launcher.nproc_per_node=1", override])
         sft_gradient_accumulation(cfg, world_size)
 
 
-def test_the_launcher_world_size_is_checked_at_composition():
-    with pytest.raises(ConfigError, match="launcher.nnodes x launcher.nproc_per_node|do not split"):
-        load_config(["experiment=med42_v2_8b", "launcher.nproc_per_node=3"])
+def test_the_pipeline_checks_the_batch_against_the_launcher_world_size_before_any_stage(tmp_path):
+    from med42_train.launch import local
+
+    cfg = load_config([f"run_dir={tmp_path}", "launcher.nproc_per_node=3"])  # 8 rows of 512 over 3 x 4 rows
+    with pytest.raises(ConfigError, match="do not split evenly over 3 ranks"):
+        local.run(cfg, [])
+    assert not (tmp_path / "data").exists()
 
 
 def test_overrides_reach_the_config_and_run_dir_is_made_absolute(tmp_path, monkeypatch):
@@ -83,7 +87,6 @@ def test_overrides_reach_the_config_and_run_dir_is_made_absolute(tmp_path, monke
         ("data.recipe=missing_recipe", ["data.recipe", "demo"]),
         ("data.max_length=4096", ["data.max_length", "max_position_embeddings"]),
         ("model.dtype=float8", ["model.dtype"]),
-        ("sft.tokens_per_step=1000", ["sft.tokens_per_step", "multiple of 512"]),
     ],
 )
 def test_bad_overrides_fail_before_any_model_loads_naming_the_key(override, expected_words):

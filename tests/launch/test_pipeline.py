@@ -20,7 +20,7 @@ def test_every_stage_leaves_a_manifest_and_complete_marker(demo_run):
     data = json.loads((demo_run / "data" / "manifest.json").read_text())
     assert set(data["figures"]["sft_sources"]) == {"medical_flashcards", "medqa", "dialogues"}
     for counts in data["figures"]["sft_sources"].values():
-        assert counts["read"] == counts["kept"] + counts.get("dropped_too_long", 0)
+        assert counts["read"] == counts["kept"] + sum(counts["dropped_by_reason"].values())
 
 
 def test_rerun_with_the_same_config_skips_every_stage(demo_run):
