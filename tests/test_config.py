@@ -49,7 +49,7 @@ def test_gradient_accumulation_is_derived_from_tokens_per_step_and_world_size(wo
 
 @pytest.mark.parametrize("override, world_size, message", [
     ("sft.tokens_per_step=100000", 16, "not a whole number of data.max_length=8192 rows"),
-    ("sft.per_device_train_batch_size=3", 16, "do not split evenly over . ranks"),
+    ("sft.per_device_train_batch_size=3", 16, r"do not split evenly over 16 ranks"),
 ])
 def test_a_batch_that_does_not_split_is_refused_naming_the_fix(override, world_size, message):
     cfg = load_config(["experiment=med42_v2_8b", override])
