@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from huggingface_hub.serialization._base import parse_size_to_int
 from omegaconf import DictConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 
+from med42_train.config import ConfigError
 from med42_train.runtime.dist import dist_info, init_distributed, uses_cpu
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import finish_stage
@@ -51,11 +53,13 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path) -> di
         logging_steps=section.logging_steps,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        bf16=cfg.model.dtype == "bfloat16" and not on_cpu,
+        bf16=(cfg.model.dtype == "bfloat16" or cfg.fsdp.mixed_precision) and not on_cpu,
         use_cpu=on_cpu,
         # One process has nothing to shard with (and accelerate refuses FSDP there): it trains unsharded.
         fsdp=dist_info().world_size > 1,
         fsdp_config=fsdp_config(cfg) if dist_info().world_size > 1 else None,
+        torch_compile=section.get("torch_compile", False),
+        use_liger_kernel=section.get("use_liger_kernel", False),
         dataloader_num_workers=0,
         report_to=report_to(cfg),  # the HF callback logs train/* into the run start_run opened (rank 0)
         disable_tqdm=False,
@@ -63,6 +67,7 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path) -> di
 
 
 def fsdp_config(cfg: DictConfig) -> dict[str, Any]:
+    """TrainingArguments.fsdp_config; transformers turns it into accelerate's FullyShardedDataParallelPlugin."""
     return {
         "version": cfg.fsdp.version,
         "reshard_after_forward": cfg.fsdp.reshard_after_forward,
@@ -72,6 +77,27 @@ def fsdp_config(cfg: DictConfig) -> dict[str, Any]:
         "activation_checkpointing": cfg.fsdp.activation_checkpointing,
         "cpu_ram_efficient_loading": cfg.fsdp.cpu_ram_efficient_loading,
     }
+
+
+def apply_mixed_precision(cfg: DictConfig, args) -> None:
+    """bf16 compute, fp32 gradient reduction: FSDP2's MixedPrecisionPolicy, given to accelerate's plugin.
+
+    transformers' fsdp_config has no key for the policy (training_args._process_fsdp_args), and with bf16=true
+    accelerate would fill it with reduce_dtype=bf16; a policy already set on the plugin is kept
+    (FullyShardedDataParallelPlugin.set_mixed_precision without override). So it goes into the plugin's
+    arguments, which Trainer.create_accelerator_and_postprocess passes as they are.
+    """
+    if not cfg.fsdp.mixed_precision or args.fsdp_plugin_args is None:
+        return
+    if uses_cpu(cfg.launcher.backend):
+        raise ConfigError("fsdp.mixed_precision=true needs CUDA; this run resolved to gloo on CPU. "
+                          "Set fsdp.mixed_precision=false (CPU runs train in model.dtype)")
+    args.fsdp_plugin_args["mixed_precision_policy"] = mixed_precision_policy()
+
+
+def mixed_precision_policy() -> dict[str, torch.dtype]:
+    # output_dtype: what the root module returns (the logits feed a bf16 chunked log-softmax in TRL's fused head).
+    return {"param_dtype": torch.bfloat16, "reduce_dtype": torch.float32, "output_dtype": torch.bfloat16}
 
 
 def load_model(cfg: DictConfig, path: str):
@@ -121,7 +147,9 @@ def finish_training(stage, trainer, result, tokenizer, wandb_run, validation_pro
     sharding = sharding_report(trainer.model)
     distributed_type = str(trainer.accelerator.distributed_type)
     fsdp_version = trainer.accelerator.state.fsdp_plugin.fsdp_version if trainer.is_fsdp_enabled else None
-    export = export_model(trainer, tokenizer, stage.dir / "model", validation_prompt)
+    export = export_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, stage.dir / "model",
+                          validation_prompt, parse_size_to_int(stage.cfg.export.max_shard_size),
+                          dtype=getattr(torch, stage.cfg.model.dtype))
     figures = {"train_loss": result.training_loss, "global_steps": result.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "sharding_rank0": sharding}
     outputs = {"model": export, "checkpoints": {"path": str(stage.dir / "checkpoints")}}
