@@ -7,11 +7,13 @@ Reads <run_dir>/data/ and <run_dir>/sft/ (COMPLETE, validated export); writes <r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from datasets import load_from_disk
 from omegaconf import DictConfig
 from trl import DPOConfig, DPOTrainer
 
+from med42_train.runtime.dist import broadcast_object, dist_info
 from med42_train.runtime.rundir import StageInputError, begin_stage, require_complete, sha256_tree, stage_input
 from med42_train.runtime.wandb_run import start_run
 from med42_train.train.common import (
@@ -33,20 +35,28 @@ class PretokenizedDPOTrainer(DPOTrainer):
 
 
 def validated_export(cfg: DictConfig, sft_manifest: dict) -> str:
-    """The SFT export's path, if its manifest says it was validated and its files still hash as recorded."""
+    """The SFT export's path, if its manifest says it was validated and its files still hash as recorded.
+
+    Rank 0 hashes (a 70B export is 140 GB) and every rank raises the same error, before any model loads.
+    """
     record = sft_manifest.get("outputs", {}).get("model", {})
+    problem = broadcast_object(_export_problem(record) if dist_info().is_main else None)
+    if problem:
+        raise StageInputError(f"{cfg.run_dir}/sft/manifest.json: {problem}; rerun "
+                              f"`med42 sft run_dir={cfg.run_dir} overwrite=true` to export and validate it again")
+    return record["path"]
+
+
+def _export_problem(record: dict) -> Optional[str]:
     path = record.get("path")
-    fix = f"rerun `med42 sft run_dir={cfg.run_dir} overwrite=true` to export and validate it again"
     if not record.get("validated") or not record.get("sha256"):
-        raise StageInputError(f"{cfg.run_dir}/sft/manifest.json: the SFT export {path} is not recorded as "
-                              f"validated (outputs.model.validated / sha256 missing): {fix}")
+        return f"the SFT export {path} is not recorded as validated (outputs.model.validated / sha256 missing)"
     if not path or not Path(path).is_dir():
-        raise StageInputError(f"{cfg.run_dir}/sft/manifest.json: the SFT export folder {path} is missing: {fix}")
+        return f"the SFT export folder {path} is missing"
     actual = sha256_tree(Path(path))
     if actual != record["sha256"]:
-        raise StageInputError(f"{path} changed after validation (sha256 {actual[:12]}..., manifest records "
-                              f"{record['sha256'][:12]}...): {fix}")
-    return path
+        return f"{path} changed after validation (sha256 {actual[:12]}..., recorded {record['sha256'][:12]}...)"
+    return None
 
 
 def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
