@@ -166,6 +166,7 @@ def _finish_on_main(model, tokenizer, writer: ShardWriter, out_dir: Path, prompt
         os.replace(writer.out_dir, out_dir)
         return {"report": report}
     except Exception as err:  # noqa: BLE001 - re-raised on every rank by the caller
+        shutil.rmtree(writer.out_dir, ignore_errors=True)  # a 70B partial export is 140 GB of disk
         return {"error": f"{type(err).__name__}: {err}"}
 
 
