@@ -1,0 +1,69 @@
+"""The 70B memory switches reach accelerate's FSDP2 plugin as FSDP2 objects; CPU-impossible ones fail early."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from accelerate.utils import FullyShardedDataParallelPlugin
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy
+from transformers import TrainingArguments
+
+from med42_train.config import ConfigError, load_config
+from med42_train.train.common import apply_mixed_precision, fsdp_config
+
+
+def _plugin(cfg, tmp_path) -> FullyShardedDataParallelPlugin:
+    """The plugin Trainer.create_accelerator_and_postprocess builds from our TrainingArguments."""
+    args = TrainingArguments(output_dir=str(tmp_path), fsdp=True, fsdp_config=fsdp_config(cfg), use_cpu=True,
+                             report_to=[])
+    apply_mixed_precision(cfg, args)
+    return FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
+
+
+def test_the_70b_experiment_turns_on_every_memory_option_in_the_fsdp2_plugin(tmp_path):
+    cfg = load_config(["experiment=med42_v2_70b", "launcher.backend=nccl", "fsdp.cpu_offload=true"])
+    plugin = _plugin(cfg, tmp_path)
+    assert plugin.fsdp_version == 2 and plugin.activation_checkpointing and plugin.cpu_ram_efficient_loading
+    assert isinstance(plugin.cpu_offload, CPUOffloadPolicy)
+    assert plugin.mixed_precision_policy == MixedPrecisionPolicy(
+        param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.bfloat16)
+    assert plugin.transformer_cls_names_to_wrap == ["LlamaDecoderLayer"]
+
+
+def test_accelerate_keeps_our_policy_when_the_trainer_asks_for_bf16(tmp_path):
+    # Under bf16=true accelerate calls set_mixed_precision("bf16"), which would reduce gradients in bf16.
+    plugin = _plugin(load_config(["experiment=med42_v2_70b", "launcher.backend=nccl"]), tmp_path)
+    plugin.set_mixed_precision("bf16")
+    assert plugin.mixed_precision_policy.reduce_dtype == torch.float32
+
+
+def test_the_default_config_leaves_the_memory_options_off(tmp_path):
+    plugin = _plugin(load_config([]), tmp_path)
+    assert not plugin.activation_checkpointing and not plugin.cpu_ram_efficient_loading
+    assert plugin.mixed_precision_policy is None and not isinstance(plugin.cpu_offload, CPUOffloadPolicy)
+
+
+def test_mixed_precision_on_gloo_fails_at_config_time_and_at_launch(tmp_path):
+    with pytest.raises(ConfigError, match="fsdp.mixed_precision=true needs CUDA"):
+        load_config(["fsdp.mixed_precision=true", "launcher.backend=gloo"])
+    cfg = load_config(["fsdp.mixed_precision=true"])  # auto: resolved only at launch
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="fsdp.mixed_precision=false"):
+            _plugin(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("override, fix", [
+    ("export.max_shard_size=lots", "use a size such as 5GB"),
+    ("launcher.peak_tflops_per_device=-1", "peak_tflops_per_device must be positive"),
+])
+def test_bad_export_and_mfu_settings_fail_early(override, fix):
+    with pytest.raises(ConfigError, match=fix):
+        load_config([override])
+
+
+def test_liger_without_the_package_or_on_gloo_fails_early():
+    import importlib.util
+
+    message = "pip install liger-kernel" if importlib.util.find_spec("liger_kernel") is None else "needs CUDA"
+    with pytest.raises(ConfigError, match=message):
+        load_config(["sft.use_liger_kernel=true", "launcher.backend=gloo"])
