@@ -8,7 +8,7 @@ from typing import Any, Optional
 import torch
 from huggingface_hub.serialization._base import parse_size_to_int
 from omegaconf import DictConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 
 from med42_train.config import ConfigError
@@ -101,15 +101,34 @@ def mixed_precision_policy() -> dict[str, torch.dtype]:
 
 
 def load_model(cfg: DictConfig, path: str):
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        dtype=getattr(torch, cfg.model.dtype),
-        attn_implementation=cfg.model.attn_implementation,
-        trust_remote_code=cfg.model.trust_remote_code,
-    )
+    kwargs = dict(dtype=getattr(torch, cfg.model.dtype), attn_implementation=cfg.model.attn_implementation,
+                  trust_remote_code=cfg.model.trust_remote_code)
+    if reads_weights_on_rank0_only(cfg) and not dist_info().is_main:
+        model = _empty_model(path, kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     # With a KV cache the packed-sequence detection is skipped and packed samples see each other (FACTS.md).
     model.config.use_cache = False
     return model
+
+
+def reads_weights_on_rank0_only(cfg: DictConfig) -> bool:
+    return bool(cfg.fsdp.cpu_ram_efficient_loading) and dist_info().world_size > 1
+
+
+def _empty_model(path: str, kwargs: dict[str, Any]):
+    """The model with its parameters on `meta` (no memory, nothing read) and its buffers real.
+
+    transformers 5.24 reads the weights on every rank even under FSDP's RAM-efficient loading; accelerate then
+    moves each rank's model to meta and broadcasts rank 0's weights while sharding it
+    (fsdp2_load_full_state_dict), so only rank 0 needs them. Buffers stay real: accelerate re-registers each
+    rank's own non-persistent buffers (RoPE inv_freq), which are computed from the config, not read.
+    """
+    from accelerate import init_empty_weights
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"])
+    with init_empty_weights(include_buffers=False):
+        return AutoModelForCausalLM.from_config(config, **kwargs)
 
 
 def load_tokenizer(path: str):
