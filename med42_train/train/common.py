@@ -117,18 +117,26 @@ def reads_weights_on_rank0_only(cfg: DictConfig) -> bool:
 
 
 def _empty_model(path: str, kwargs: dict[str, Any]):
-    """The model with its parameters on `meta` (no memory, nothing read) and its buffers real.
+    """The model built from its config with uninitialised parameters: nothing read, no physical memory used.
 
     transformers 5.24 reads the weights on every rank even under FSDP's RAM-efficient loading; accelerate then
     moves each rank's model to meta and broadcasts rank 0's weights while sharding it
-    (fsdp2_load_full_state_dict), so only rank 0 needs them. Buffers stay real: accelerate re-registers each
-    rank's own non-persistent buffers (RoPE inv_freq), which are computed from the config, not read.
+    (fsdp2_load_full_state_dict), so only rank 0 needs them. The parameters cannot stay on `meta`: accelerate
+    maps the optimizer's parameters to the sharded ones by data_ptr, which is 0 for every meta tensor. Untouched
+    `torch.empty` pages are never committed by the OS, so they cost address space, not RAM. Buffers (RoPE
+    inv_freq) are computed from the config as usual: accelerate re-registers each rank's own.
     """
     from accelerate import init_empty_weights
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"])
     with init_empty_weights(include_buffers=False):
-        return AutoModelForCausalLM.from_config(config, **kwargs)
+        model = AutoModelForCausalLM.from_config(config, **kwargs)
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            module._parameters[name] = torch.nn.Parameter(  # noqa: SLF001 - replacing a meta parameter in place
+                torch.empty(param.shape, dtype=param.dtype, device="cpu"), requires_grad=param.requires_grad)
+    model.tie_weights()
+    return model
 
 
 def load_tokenizer(path: str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from accelerate.utils import FullyShardedDataParallelPlugin
@@ -80,13 +82,44 @@ def test_ram_efficient_loading_reads_weights_on_rank0_only(tmp_path, monkeypatch
     cfg = load_config(["fsdp.cpu_ram_efficient_loading=true"])
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
+    (tmp_path / "base" / "model.safetensors").unlink()  # rank 1 must not need the weights at all
     empty = load_model(cfg, str(tmp_path / "base"))
-    assert all(p.is_meta for p in empty.parameters())
-    # Buffers computed from the config stay real: accelerate re-registers them after sharding.
+    params = list(empty.parameters())
+    assert [p.shape for p in params] == [p.shape for p in saved.parameters()]
+    # Real CPU storage with distinct addresses: accelerate maps optimizer parameters by data_ptr.
+    assert all(p.device.type == "cpu" for p in params) and len({p.data_ptr() for p in params}) == len(params)
+    # Buffers computed from the config stay right: accelerate re-registers them after sharding.
     assert torch.equal(empty.model.rotary_emb.inv_freq, saved.model.rotary_emb.inv_freq)
-    monkeypatch.setenv("RANK", "0")
-    loaded = load_model(cfg, str(tmp_path / "base"))
-    assert all(torch.equal(p, q) for p, q in zip(loaded.parameters(), saved.parameters()))
+
+
+PEAK_RSS_OF_LOADING = """
+import resource, sys
+from med42_train.config import load_config
+from med42_train.train.common import load_model
+cfg = load_config(["fsdp.cpu_ram_efficient_loading=true"])
+before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model = load_model(cfg, sys.argv[1])
+model_mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+print(model_mib, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_kib) / 1024)
+"""
+
+
+def test_an_empty_model_on_nonzero_ranks_costs_no_physical_memory(tmp_path):
+    import subprocess
+    import sys
+
+    from transformers import LlamaConfig
+
+    from tests.conftest import PROJECT_ROOT
+
+    # About 400 MiB of float32 parameters; only the config is on disk. A fresh process, so its peak RSS is ours.
+    LlamaConfig(vocab_size=32000, hidden_size=1024, intermediate_size=2048, num_hidden_layers=4,
+                num_attention_heads=8, num_key_value_heads=8).save_pretrained(str(tmp_path / "big"))
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS_OF_LOADING, str(tmp_path / "big")], env=env,
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    model_mib, peak_growth_mib = map(float, result.stdout.split()[-2:])
+    assert model_mib > 350 and peak_growth_mib < model_mib / 4
 
 
 def test_ram_efficient_loading_trains_exactly_like_loading_everywhere(demo_run, tmp_path):
