@@ -118,6 +118,8 @@ def export_model(model, tokenizer, out_dir: Path, validation_prompt: str, max_sh
                 outcome = {"error": f"{type(err).__name__}: {err}"}
     if is_main and "error" not in outcome:
         outcome = _finish_on_main(model, tokenizer, writer, out_dir, validation_prompt, expected, max_new_tokens)
+    if is_main and "error" in outcome:
+        shutil.rmtree(partial, ignore_errors=True)  # a 70B partial export is 140 GB of disk
     outcome = broadcast_object(outcome)
     if "error" in outcome:
         raise ExportError(f"export to {out_dir} failed: {outcome['error']}")
@@ -166,7 +168,6 @@ def _finish_on_main(model, tokenizer, writer: ShardWriter, out_dir: Path, prompt
         os.replace(writer.out_dir, out_dir)
         return {"report": report}
     except Exception as err:  # noqa: BLE001 - re-raised on every rank by the caller
-        shutil.rmtree(writer.out_dir, ignore_errors=True)  # a 70B partial export is 140 GB of disk
         return {"error": f"{type(err).__name__}: {err}"}
 
 

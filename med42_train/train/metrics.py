@@ -143,14 +143,17 @@ def per_source_sums(token_losses: torch.Tensor, mask: torch.Tensor, sources: tor
                     num_sources: int) -> torch.Tensor:
     """[loss sum per source..., supervised tokens per source...] of one batch (detached, float64).
 
-    token_losses, mask and sources are aligned per predicted position (the labels already shifted).
+    token_losses, mask and sources are aligned per predicted position (the labels already shifted). Written
+    without boolean indexing or bincount, whose output sizes depend on the data and would make every
+    micro-batch wait for the GPU: unsupervised or unknown positions go to an extra bin that is dropped.
     """
     keep = mask & (sources >= 0)
-    ids = sources[keep]
-    sums = torch.zeros(num_sources, dtype=torch.float64, device=token_losses.device)
-    sums.index_add_(0, ids, token_losses.detach()[keep].to(torch.float64))
-    counts = torch.bincount(ids, minlength=num_sources).to(torch.float64)
-    return torch.cat([sums, counts])
+    bins = torch.where(keep, sources, num_sources).flatten()
+    weights = keep.flatten().to(torch.float64)
+    sums = torch.zeros(num_sources + 1, dtype=torch.float64, device=token_losses.device)
+    sums.index_add_(0, bins, token_losses.detach().flatten().to(torch.float64) * weights)
+    counts = torch.zeros_like(sums).index_add_(0, bins, weights)
+    return torch.cat([sums[:num_sources], counts[:num_sources]])
 
 
 def source_losses(totals: torch.Tensor, names: list[str]) -> dict[str, float]:
