@@ -4,6 +4,7 @@ SFTTrainer, same model, same packed data, same arguments, in one run. Prints tok
 CPU (anywhere):   python benchmarks/bench_sft.py
 H100 (8B shape):  python benchmarks/bench_sft.py --shape llama3-8b --num-layers 4 --device cuda --seq-len 8192
 Shapes only:      python benchmarks/bench_sft.py --shape llama3-8b --num-layers 4 --dry-run
+Hooks only:       python benchmarks/bench_sft.py --step-only --num-layers 2 --seq-len 256 --rounds 6
 
 Rounds alternate which trainer goes first; each round trains `--steps` timed steps after `--warmup-steps`, and a
 step's time is the period between two consecutive step ends (data loading, collation, logging included). The
@@ -104,6 +105,28 @@ def run_round(trainer, timer) -> list[float]:
     return timer.periods
 
 
+def step_only(args, trainers) -> None:
+    """training_step (forward, loss, backward; no data loading, no optimizer) of both trainers on one batch,
+    interleaved; the fastest repetition of each is the least disturbed by other jobs."""
+    times = {kind: [] for kind in trainers}
+    batches = {kind: next(iter(trainer.get_train_dataloader())) for kind, (trainer, _) in trainers.items()}
+    for trainer, _ in trainers.values():
+        trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which is skipped here
+    for repetition in range(args.rounds * args.steps):
+        for kind in (("bare", "ours") if repetition % 2 else ("ours", "bare")):
+            trainer = trainers[kind][0]
+            start = time.perf_counter()
+            trainer.training_step(trainer.model, dict(batches[kind]))
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[kind].append(time.perf_counter() - start)
+    for kind, values in times.items():
+        fastest_ms, median_ms = min(values) * 1e3, statistics.median(values) * 1e3
+        print(f"{kind:>5} training_step: fastest {fastest_ms:.1f} ms, median {median_ms:.1f} ms")
+    print(f"overhead from the fastest: {min(times['ours']) / min(times['bare']) - 1:+.2%}")
+
+
 def dry_run(args) -> None:
     with torch.device("meta"):
         model = LlamaForCausalLM(model_config(args))
@@ -123,6 +146,8 @@ def main() -> None:
     dataset = synthetic_dataset(args, model_config(args).vocab_size, args.warmup_steps + args.steps + 2)
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {kind: make_trainer(kind, args, dataset, tokenizer, f"{tmp}/{kind}") for kind in ("bare", "ours")}
+        if args.step_only:
+            return step_only(args, trainers)
         ratios, step_s = [], {"bare": [], "ours": []}
         for round_index in range(args.rounds):
             order = ("bare", "ours") if round_index % 2 == 0 else ("ours", "bare")
@@ -178,6 +203,8 @@ def parse_args():
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="dense bf16 peak per device; default 989 (H100 SXM) on CUDA, none on CPU")
     parser.add_argument("--dry-run", action="store_true", help="build the shape on the meta device and stop")
+    parser.add_argument("--step-only", action="store_true",
+                        help="time training_step alone on one batch (rounds x steps interleaved repetitions)")
     return parser.parse_args()
 
 
