@@ -96,8 +96,9 @@ def apply_mixed_precision(cfg: DictConfig, args) -> None:
 
 
 def mixed_precision_policy() -> dict[str, torch.dtype]:
-    # output_dtype: what the root module returns (the logits feed a bf16 chunked log-softmax in TRL's fused head).
-    return {"param_dtype": torch.bfloat16, "reduce_dtype": torch.float32, "output_dtype": torch.bfloat16}
+    # output_dtype: what the root module returns is cast to it; TRL's fused head returns the loss and per-token
+    # log-probs (not logits), which stay fp32 rather than lose precision in bf16.
+    return {"param_dtype": torch.bfloat16, "reduce_dtype": torch.float32, "output_dtype": torch.float32}
 
 
 def load_model(cfg: DictConfig, path: str):

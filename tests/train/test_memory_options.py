@@ -28,7 +28,7 @@ def test_the_70b_experiment_turns_on_every_memory_option_in_the_fsdp2_plugin(tmp
     assert plugin.fsdp_version == 2 and plugin.activation_checkpointing and plugin.cpu_ram_efficient_loading
     assert isinstance(plugin.cpu_offload, CPUOffloadPolicy)
     assert plugin.mixed_precision_policy == MixedPrecisionPolicy(
-        param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.bfloat16)
+        param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.float32)
     assert plugin.transformer_cls_names_to_wrap == ["LlamaDecoderLayer"]
 
 
