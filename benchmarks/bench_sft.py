@@ -57,7 +57,8 @@ class StepTimer(TrainerCallback):
 
 def model_config(args) -> LlamaConfig:
     return LlamaConfig(**SHAPES[args.shape], num_hidden_layers=args.num_layers,
-                       max_position_embeddings=max(args.seq_len, 2048), use_cache=False)
+                       max_position_embeddings=max(args.seq_len, 2048), use_cache=False,
+                       attn_implementation=args.attn)
 
 
 def synthetic_dataset(args, vocab_size: int, num_rows: int) -> Dataset:
@@ -80,7 +81,6 @@ def make_trainer(kind: str, args, dataset: Dataset, tokenizer, output_dir: str):
     torch.manual_seed(0)
     with torch.device(args.device):
         model = LlamaForCausalLM(model_config(args)).to(torch.bfloat16 if on_cuda else torch.float32)
-    model.config._attn_implementation = args.attn  # noqa: SLF001 - the public setter needs a loaded model
     sft_args = SFTConfig(output_dir=output_dir, packing=True, packing_strategy="bfd", max_length=args.seq_len,
                          per_device_train_batch_size=1, max_steps=args.warmup_steps + args.steps + 1,
                          logging_steps=args.logging_steps, save_strategy="no", report_to=[], bf16=on_cuda,
