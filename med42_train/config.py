@@ -86,6 +86,9 @@ class SFTConfig:
     save_total_limit: int = 2  # keep the last k complete checkpoints
     logging_steps: int = 10
     validation_prompt: str = "What is the first-line treatment for uncomplicated hypertension?"
+    per_source_loss: bool = True  # log train/loss/<source> (the data stage's `source` column) every logging step
+    use_liger_kernel: bool = False  # GPU only: Liger's Triton layer kernels (RMSNorm, RoPE, SwiGLU); untested here
+    torch_compile: bool = False  # GPU speed-up: torch.compile the model; untested here (no GPU on CI)
 
 
 @dataclass
@@ -115,7 +118,17 @@ class FSDPConfig:
     state_dict_type: str = "SHARDED_STATE_DICT"  # checkpoints are sharded DCP; exports are gathered separately
     cpu_offload: bool = False
     activation_checkpointing: bool = False
+    # Only rank 0 reads the weights; the others build the model on `meta` and receive their shards from rank 0
+    # when accelerate shards it (accelerate/utils/fsdp_utils.py fsdp2_load_full_state_dict). See README.
     cpu_ram_efficient_loading: bool = False
+    # bf16 compute with fp32 master weights and fp32 gradient reduce-scatter (FSDP2 MixedPrecisionPolicy
+    # param_dtype=bf16, reduce_dtype=fp32). Off: accelerate reduces in the compute dtype (bf16 under bf16=true).
+    mixed_precision: bool = False
+
+
+@dataclass
+class ExportConfig:
+    max_shard_size: str = "5GB"  # safetensors shard bound; rank 0 holds at most one shard + one tensor at a time
 
 
 @dataclass
@@ -138,6 +151,9 @@ class LauncherConfig:
     # After SIGTERM/SIGUSR1, how long torchrun lets the workers save a checkpoint before it kills them. Slurm
     # jobs send the signal this long before the time limit (#SBATCH --signal=USR1@<grace>).
     preemption_grace_s: int = 120
+    # Dense bf16 peak of one accelerator for train/mfu. null = 989 TFLOP/s (H100 SXM) when training on CUDA, and no
+    # MFU on CPU (a CPU has no meaningful bf16 peak); set it for other accelerators (e.g. 756 for H100 PCIe).
+    peak_tflops_per_device: Optional[float] = None
 
 
 @dataclass
@@ -160,6 +176,7 @@ class RootConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
     fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -168,8 +185,8 @@ class RootConfig:
 # Which config sections decide each stage's outputs: a change elsewhere (logging, launcher) does not redo it.
 STAGE_CONFIG_KEYS = {
     "data": ("model", "data", "seed"),
-    "sft": ("model", "sft", "fsdp", "seed"),
-    "dpo": ("model", "dpo", "fsdp", "seed"),
+    "sft": ("model", "sft", "fsdp", "export", "seed"),
+    "dpo": ("model", "dpo", "fsdp", "export", "seed"),
     "eval": ("eval",),
 }
 
@@ -246,7 +263,7 @@ def validate(cfg: DictConfig) -> None:
         (cfg.model.tiny.hidden_size % cfg.model.tiny.num_attention_heads == 0,
          "model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads"),
     ]
-    for ok, message in checks:
+    for ok, message in [*checks, *_memory_and_speed_checks(cfg)]:
         if not ok:
             raise ConfigError(message)
     recipe_path(cfg)  # raises if the recipe does not exist
@@ -273,6 +290,35 @@ def sft_gradient_accumulation(cfg: DictConfig, world_size: int) -> int:
             f"a tokens_per_step that is a multiple of {max_length * world_size * micro_batch_rows} "
             f"(max_length x world size x per_device_train_batch_size), or another per_device_train_batch_size")
     return accumulation
+
+
+def _memory_and_speed_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
+    """The 70B memory switches and the optional GPU speed-ups; the CUDA-only ones are checked again at launch,
+    where the backend is really resolved (a Slurm login node composing the config may have no GPU)."""
+    import importlib.util
+
+    # huggingface_hub parses the same size strings its own sharded saving accepts (not re-exported publicly).
+    from huggingface_hub.serialization._base import parse_size_to_int
+
+    try:
+        shard_ok = parse_size_to_int(cfg.export.max_shard_size) > 0
+    except ValueError:
+        shard_ok = False
+    return [
+        (shard_ok, f"export.max_shard_size={cfg.export.max_shard_size!r}: use a size such as 5GB or 500MB"),
+        (not (cfg.fsdp.mixed_precision and cfg.launcher.backend == "gloo"),
+         "fsdp.mixed_precision=true needs CUDA (bf16 compute with fp32 reduce is a GPU policy; gloo on CPU trains "
+         "in the model's dtype): set fsdp.mixed_precision=false for CPU runs"),
+        (not (cfg.fsdp.mixed_precision and cfg.model.dtype == "float16"),
+         "fsdp.mixed_precision=true computes in bf16: set model.dtype=bfloat16 or float32, not float16"),
+        (not cfg.sft.use_liger_kernel or importlib.util.find_spec("liger_kernel") is not None,
+         "sft.use_liger_kernel=true but the liger-kernel package is not installed: `pip install liger-kernel` "
+         "(GPU only) or set sft.use_liger_kernel=false"),
+        (not (cfg.sft.use_liger_kernel and cfg.launcher.backend == "gloo"),
+         "sft.use_liger_kernel=true needs CUDA (Triton kernels): set sft.use_liger_kernel=false for CPU runs"),
+        (cfg.launcher.peak_tflops_per_device is None or cfg.launcher.peak_tflops_per_device > 0,
+         "launcher.peak_tflops_per_device must be positive (TFLOP/s) or null"),
+    ]
 
 
 def recipe_path(cfg: DictConfig) -> Path:

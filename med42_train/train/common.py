@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from huggingface_hub.serialization._base import parse_size_to_int
 from omegaconf import DictConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from med42_train.config import ConfigError
 from med42_train.runtime.dist import dist_info, init_distributed, uses_cpu
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.preemption import PREEMPTED_MARKER, Preempted
@@ -55,11 +57,13 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path,
         logging_steps=section.logging_steps,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        bf16=cfg.model.dtype == "bfloat16" and not on_cpu,
+        bf16=(cfg.model.dtype == "bfloat16" or cfg.fsdp.mixed_precision) and not on_cpu,
         use_cpu=on_cpu,
         # One process has nothing to shard with (and accelerate refuses FSDP there): it trains unsharded.
         fsdp=dist_info().world_size > 1,
         fsdp_config=fsdp_config(cfg) if dist_info().world_size > 1 else None,
+        torch_compile=section.get("torch_compile", False),
+        use_liger_kernel=section.get("use_liger_kernel", False),
         dataloader_num_workers=0,
         report_to=report_to(cfg),  # the HF callback logs train/* into the run start_run opened (rank 0)
         disable_tqdm=False,
@@ -67,6 +71,7 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path,
 
 
 def fsdp_config(cfg: DictConfig) -> dict[str, Any]:
+    """TrainingArguments.fsdp_config; transformers turns it into accelerate's FullyShardedDataParallelPlugin."""
     return {
         "version": cfg.fsdp.version,
         "reshard_after_forward": cfg.fsdp.reshard_after_forward,
@@ -78,15 +83,64 @@ def fsdp_config(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def apply_mixed_precision(cfg: DictConfig, args) -> None:
+    """bf16 compute, fp32 gradient reduction: FSDP2's MixedPrecisionPolicy, given to accelerate's plugin.
+
+    transformers' fsdp_config has no key for the policy (training_args._process_fsdp_args), and with bf16=true
+    accelerate would fill it with reduce_dtype=bf16; a policy already set on the plugin is kept
+    (FullyShardedDataParallelPlugin.set_mixed_precision without override). So it goes into the plugin's
+    arguments, which Trainer.create_accelerator_and_postprocess passes as they are.
+    """
+    if not cfg.fsdp.mixed_precision or args.fsdp_plugin_args is None:
+        return
+    if uses_cpu(cfg.launcher.backend):
+        raise ConfigError("fsdp.mixed_precision=true needs CUDA; this run resolved to gloo on CPU. "
+                          "Set fsdp.mixed_precision=false (CPU runs train in model.dtype)")
+    args.fsdp_plugin_args["mixed_precision_policy"] = mixed_precision_policy()
+
+
+def mixed_precision_policy() -> dict[str, torch.dtype]:
+    # output_dtype: what the root module returns is cast to it; TRL's fused head returns the loss and per-token
+    # log-probs (not logits), which stay fp32 rather than lose precision in bf16.
+    return {"param_dtype": torch.bfloat16, "reduce_dtype": torch.float32, "output_dtype": torch.float32}
+
+
 def load_model(cfg: DictConfig, path: str):
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        dtype=getattr(torch, cfg.model.dtype),
-        attn_implementation=cfg.model.attn_implementation,
-        trust_remote_code=cfg.model.trust_remote_code,
-    )
+    kwargs = dict(dtype=getattr(torch, cfg.model.dtype), attn_implementation=cfg.model.attn_implementation,
+                  trust_remote_code=cfg.model.trust_remote_code)
+    if reads_weights_on_rank0_only(cfg) and not dist_info().is_main:
+        model = _empty_model(path, kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     # With a KV cache the packed-sequence detection is skipped and packed samples see each other (FACTS.md).
     model.config.use_cache = False
+    return model
+
+
+def reads_weights_on_rank0_only(cfg: DictConfig) -> bool:
+    return bool(cfg.fsdp.cpu_ram_efficient_loading) and dist_info().world_size > 1
+
+
+def _empty_model(path: str, kwargs: dict[str, Any]):
+    """The model built from its config with uninitialised parameters: nothing read, no physical memory used.
+
+    transformers 5.24 reads the weights on every rank even under FSDP's RAM-efficient loading; accelerate then
+    moves each rank's model to meta and broadcasts rank 0's weights while sharding it
+    (fsdp2_load_full_state_dict), so only rank 0 needs them. The parameters cannot stay on `meta`: accelerate
+    maps the optimizer's parameters to the sharded ones by data_ptr, which is 0 for every meta tensor. Untouched
+    `torch.empty` pages are never committed by the OS, so they cost address space, not RAM. Buffers (RoPE
+    inv_freq) are computed from the config as usual: accelerate re-registers each rank's own.
+    """
+    from accelerate import init_empty_weights
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"])
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(config, **kwargs)
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            module._parameters[name] = torch.nn.Parameter(  # noqa: SLF001 - replacing a meta parameter in place
+                torch.empty(param.shape, dtype=param.dtype, device="cpu"), requires_grad=param.requires_grad)
+    model.tie_weights()
     return model
 
 
@@ -134,9 +188,11 @@ def finish_training(stage, trainer, result, tokenizer, wandb_run, validation_pro
     sharding = sharding_report(trainer.model)
     distributed_type = str(trainer.accelerator.distributed_type)
     fsdp_version = trainer.accelerator.state.fsdp_plugin.fsdp_version if trainer.is_fsdp_enabled else None
-    export = export_model(trainer, tokenizer, stage.dir / "model", validation_prompt)
     if dist_info().is_main:  # loss per logging step, from the first step even across resumes
         (stage.dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    export = export_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, stage.dir / "model",
+                          validation_prompt, parse_size_to_int(stage.cfg.export.max_shard_size),
+                          dtype=getattr(torch, stage.cfg.model.dtype))
     figures = {"train_loss": result.training_loss, "global_steps": result.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "sharding_rank0": sharding}
     outputs = {"model": export, "checkpoints": {"path": str(stage.dir / "checkpoints")}}

@@ -17,12 +17,14 @@ from med42_train.runtime.rundir import begin_stage, require_complete, stage_inpu
 from med42_train.runtime.wandb_run import start_run
 from med42_train.train.checkpoint import AtomicCheckpointMixin, install_preemption
 from med42_train.train.common import (
-    finish_training, load_model, load_tokenizer, start_distributed, train, trainer_kwargs,
+    apply_mixed_precision, finish_training, load_model, load_tokenizer, start_distributed, train, trainer_kwargs,
 )
+from med42_train.train.metrics import PerSourceLossMixin, ThroughputMetricsMixin, build_source_index
 
 
-class Med42SFTTrainer(AtomicCheckpointMixin, SFTTrainer):
-    """SFTTrainer whose checkpoints are atomic and COMPLETE-marked (train/checkpoint.py)."""
+class Med42SFTTrainer(ThroughputMetricsMixin, PerSourceLossMixin, AtomicCheckpointMixin, SFTTrainer):
+    """SFTTrainer that logs throughput, MFU and per-source loss every logging step (train/metrics.py), and whose
+    checkpoints are atomic and COMPLETE-marked (train/checkpoint.py)."""
 
 
 def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
@@ -45,7 +47,10 @@ def run(cfg: DictConfig) -> None:
     model = load_model(cfg, outputs["base_model"]["path"])
 
     # ---- data: tokenized once by the data stage; labels come from assistant_masks ----
-    dataset = load_from_disk(outputs["sft_dataset"]["path"]).select_columns(["input_ids", "assistant_masks"])
+    full_dataset = load_from_disk(outputs["sft_dataset"]["path"])
+    dataset = full_dataset.select_columns(["input_ids", "assistant_masks"])
+    # Which source each sample came from, found again by content in the packed rows (train/metrics.py).
+    source_names, source_index = build_source_index(full_dataset) if cfg.sft.per_source_loss else ([], None)
 
     # ---- trainer ----
     args = SFTConfig(
@@ -58,8 +63,10 @@ def run(cfg: DictConfig) -> None:
         shuffle_dataset=True,
         run_name=f"{cfg.name}-sft",
     )
+    apply_mixed_precision(cfg, args)
     trainer = Med42SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                              callbacks=[preemption])
+                              callbacks=[preemption], source_names=source_names, source_index=source_index,
+                              peak_tflops_per_device=cfg.launcher.peak_tflops_per_device)
     result = train(trainer, preemption, stage.dir)
 
     # ---- export, validation, manifest ----
