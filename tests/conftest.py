@@ -53,3 +53,13 @@ def realdata() -> Path:
         if candidate and (Path(candidate) / "README.md").is_file():
             return Path(candidate)
     pytest.skip("real public data not found at ../shared/realdata or $MED42_REALDATA")
+
+
+@pytest.fixture(scope="session")
+def llama3_tokenizer(realdata, tmp_path_factory):
+    """Meta's Llama 3 tokenizer rebuilt from ../shared/realdata (tiktoken ranks + the official config)."""
+    from med42_train.models.tokenizer import tokenizer_from_tiktoken
+
+    return tokenizer_from_tiktoken(realdata / "llama3_tokenizer.model",
+                                   realdata / "llama3_8b_instruct_tokenizer_config.json",
+                                   tmp_path_factory.mktemp("llama3_tokenizer"))

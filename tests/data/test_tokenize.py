@@ -9,7 +9,7 @@ import pytest
 from med42_train.data.formats import alpaca, messages_format, sharegpt
 from med42_train.data.tokenize import ChatEncoder, has_training_template, tokenize_preference, tokenize_sft
 from med42_train.models.chat import META_LLAMA3_TEMPLATE
-from med42_train.models.tokenizer import tokenizer_from_tiktoken, train_demo_tokenizer
+from med42_train.models.tokenizer import train_demo_tokenizer
 
 SYSTEM = {"role": "system", "content": "You are a careful medical assistant. "}
 EDGE_CASES = [
@@ -45,13 +45,6 @@ def _flat_preference_as_chat(record: dict) -> list:
 def demo_tokenizer():
     corpus = [m["content"] for c in EDGE_CASES for m in c] * 20 + ["The answer is B. Hypertension."] * 20
     return train_demo_tokenizer(corpus, bpe_vocab_size=400)
-
-
-@pytest.fixture(scope="module")
-def llama3_tokenizer(realdata, tmp_path_factory):
-    return tokenizer_from_tiktoken(realdata / "llama3_tokenizer.model",
-                                   realdata / "llama3_8b_instruct_tokenizer_config.json",
-                                   tmp_path_factory.mktemp("llama3_tokenizer"))
 
 
 def _assert_same_as_template_path(tokenizer, conversations):

@@ -8,7 +8,7 @@ import pytest
 
 from med42_train.data.tokenize import tokenize_preference, tokenize_sft
 from med42_train.models.chat import BOS, EOT, META_LLAMA3_TEMPLATE, llama3_special_tokens
-from med42_train.models.tokenizer import tokenizer_from_tiktoken, train_demo_tokenizer
+from med42_train.models.tokenizer import train_demo_tokenizer
 
 DIALOG = [
     {"role": "system", "content": "You are a helpful, respectful and honest medical assistant."},
@@ -23,13 +23,6 @@ DIALOG = [
 def demo_tokenizer():
     corpus = [m["content"] for m in DIALOG] * 20 + ["The answer is B. Hypertension and diabetes."] * 20
     return train_demo_tokenizer(corpus, bpe_vocab_size=400)
-
-
-@pytest.fixture(scope="module")
-def llama3_tokenizer(realdata, tmp_path_factory):
-    return tokenizer_from_tiktoken(realdata / "llama3_tokenizer.model",
-                                   realdata / "llama3_8b_instruct_tokenizer_config.json",
-                                   tmp_path_factory.mktemp("llama3_tokenizer"))
 
 
 def test_special_tokens_follow_llama3_order():
