@@ -191,6 +191,11 @@ STAGE_CONFIG_KEYS = {
 }
 
 
+# Keys that change where or in what batches a stage works, never what it produces: a moved run directory (its
+# cache_dir follows run_dir) or another batch size must not make a COMPLETE stage look out of date.
+OUTPUT_NEUTRAL_KEYS = {"data": ("cache_dir", "tokenize_batch_size")}
+
+
 def load_config(overrides: list[str]) -> DictConfig:
     """Compose configs/ with command-line overrides, type-check it against the schema, and validate it."""
     composed = _compose(overrides)
@@ -339,4 +344,7 @@ def stage_config_hash(cfg: DictConfig, stage: str) -> str:
     """Hash of the config sections that decide a stage's outputs (see STAGE_CONFIG_KEYS)."""
     full = to_dict(cfg)
     relevant = {key: full[key] for key in STAGE_CONFIG_KEYS[stage]}
+    for section, keys in OUTPUT_NEUTRAL_KEYS.items():
+        for key in keys if section in relevant else ():
+            relevant[section].pop(key, None)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -102,3 +102,12 @@ def test_stage_hash_tracks_only_the_sections_a_stage_depends_on():
     assert stage_config_hash(load_config(["eval.limit=3"]), "sft") == stage_config_hash(base, "sft")
     assert stage_config_hash(load_config(["sft.learning_rate=1e-4"]), "sft") != stage_config_hash(base, "sft")
     assert stage_config_hash(load_config(["sft.learning_rate=1e-4"]), "data") == stage_config_hash(base, "data")
+
+
+def test_the_data_stage_hash_ignores_where_its_cache_lives_and_its_batch_size(tmp_path):
+    here = load_config([f"run_dir={tmp_path / 'a'}"])
+    moved = load_config([f"run_dir={tmp_path / 'b'}", "data.tokenize_batch_size=64"])
+    assert here.data.cache_dir != moved.data.cache_dir
+    assert stage_config_hash(here, "data") == stage_config_hash(moved, "data")
+    other = load_config([f"run_dir={tmp_path / 'a'}", "data.max_length=256"])
+    assert stage_config_hash(other, "data") != stage_config_hash(here, "data")
