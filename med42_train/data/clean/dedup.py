@@ -57,7 +57,12 @@ class ExactDedup:
     @staticmethod
     def key(text: str) -> bytes:
         """16-byte digest of the normalized text; equal for texts differing only in case/whitespace/punctuation."""
-        return xxhash.xxh3_128_digest(normalize_text(text).encode("utf-8"))
+        return ExactDedup.normalized_key(normalize_text(text))
+
+    @staticmethod
+    def normalized_key(normalized: str) -> bytes:
+        """`key` of a text already normalized (see normalize.py), e.g. one of a WordBatch."""
+        return xxhash.xxh3_128_digest(normalized.encode("utf-8"))
 
     def is_duplicate(self, text: str) -> bool:
         return self.is_duplicate_key(self.key(text))
@@ -104,8 +109,12 @@ class NearDedup:
         """uint64[len(texts), num_perm], row i = signature(texts[i]), computed for the whole batch at once: the
         shingles of all texts go through datasketch's permutations (h -> a * fmix64(h) + b mod 2**64, read from
         its MinHash) as one matrix product per step, with a per-text minimum (np.minimum.reduceat)."""
-        shingles, owners = self._shingles(WordBatch([normalize_text(text) for text in texts]))
-        result = np.full((len(texts), self.num_perm), _EMPTY_SLOT, dtype=np.uint64)
+        return self.batch_signatures(WordBatch.from_texts(texts))
+
+    def batch_signatures(self, batch: WordBatch) -> np.ndarray:
+        """`signatures` of the texts of an already normalized and word-hashed batch."""
+        shingles, owners = self._shingles(batch)
+        result = np.full((len(batch), self.num_perm), _EMPTY_SLOT, dtype=np.uint64)
         mixed, (a, b) = _fmix64(shingles), self._permutations
         for low in range(0, len(mixed), _MAX_ROWS_PER_STEP):
             high = min(low + _MAX_ROWS_PER_STEP, len(mixed))

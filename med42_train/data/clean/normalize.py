@@ -14,6 +14,7 @@ by a hyphen that became a space ("well known" vs "well-known") normalizes differ
 from __future__ import annotations
 
 import unicodedata
+from typing import Sequence
 
 import numpy as np
 import regex
@@ -77,7 +78,8 @@ def ngram_hashes(hashes: np.ndarray, ngram_words: int) -> np.ndarray:
 
 class WordBatch:
     """Normalized texts of a batch with the hashes of all their words concatenated, so that n-gram hashing and
-    lookups run as a few numpy operations for the whole batch instead of per text."""
+    lookups run as a few numpy operations for the whole batch instead of per text. Built once per batch
+    (`from_texts`), it serves exact dedup, MinHash signatures and decontamination alike."""
 
     def __init__(self, normalized: list[str]):
         self.normalized = normalized
@@ -86,6 +88,13 @@ class WordBatch:
         self.text_of_word = np.repeat(np.arange(len(normalized)), self.num_words)
         self.first_word = np.cumsum(self.num_words) - self.num_words
         self.text_end_of_word = np.repeat(self.first_word + self.num_words, self.num_words)
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str]) -> "WordBatch":
+        return cls([normalize_text(text) for text in texts])
+
+    def __len__(self) -> int:
+        return len(self.normalized)
 
     def within_one_text(self, start: int, length: int) -> bool:
         """Whether the `length` words from word `start` of the batch all lie in one text."""
