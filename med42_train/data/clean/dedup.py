@@ -34,7 +34,9 @@ from med42_train.data.clean.normalize import WordBatch, extend_ngram_hashes, nor
 # datasketch >= 2.0 "affine64": 64-bit shingle hashes go in unchanged and signatures come out as uint64.
 _SCHEME = "affine64"
 _EMPTY_SLOT = np.iinfo(np.uint64).max  # datasketch's value for "no shingle seen" (an empty text's signature)
-_MAX_ROWS_PER_STEP = 16384  # shingles per (num_perm x shingles) product: 16 MB at 128 permutations
+# Shingles per (num_perm x shingles) product: 4 MB at 128 permutations stays in cache between the multiply, the
+# add and the minimum (0.26 vs 0.38 CPU s for 16384 on the benchmark corpus's 1.46M shingles).
+_MAX_ROWS_PER_STEP = 4096
 # MurmurHash3's 64-bit finalizer, which datasketch's affine schemes apply to every input hash before permuting.
 _FMIX_SHIFT, _FMIX_MUL1, _FMIX_MUL2 = np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
 
@@ -116,11 +118,13 @@ class NearDedup:
         shingles, owners = self._shingles(batch)
         result = np.full((len(batch), self.num_perm), _EMPTY_SLOT, dtype=np.uint64)
         mixed, (a, b) = _fmix64(shingles), self._permutations
+        # One buffer for every step instead of a fresh array each (a few % less time in page faults).
+        buffer = np.empty((self.num_perm, min(_MAX_ROWS_PER_STEP, len(mixed))), dtype=np.uint64)
         for low in range(0, len(mixed), _MAX_ROWS_PER_STEP):
             high = min(low + _MAX_ROWS_PER_STEP, len(mixed))
             segment_starts = np.flatnonzero(np.r_[True, owners[low + 1:high] != owners[low:high - 1]])
             # (num_perm, shingles) layout: the per-text minimum then runs along contiguous memory (3x faster).
-            permuted = np.multiply.outer(a, mixed[low:high])
+            permuted = np.multiply(a[:, None], mixed[None, low:high], out=buffer[:, :high - low])
             permuted += b[:, None]
             minima = np.minimum.reduceat(permuted, segment_starts, axis=1).T
             texts_here = owners[low + segment_starts]  # each text once per step, so fancy assignment is safe
