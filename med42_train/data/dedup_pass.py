@@ -2,8 +2,8 @@
 
 Runs in recipe order, so the earlier source (and within a source, the earlier record) keeps the sample. It reads
 only the 16-byte keys and the MinHash signatures (memory-mapped), never the texts. The indexes grow with the
-number of samples kept (ExactDedup ~16 bytes, NearDedup a few hundred bytes per sample): that, not the corpus
-text, is what the data stage holds in memory.
+number of samples kept (ExactDedup ~150 bytes, NearDedup ~1.7 KB per sample at 128 permutations, measured in
+clean/dedup.py): that, not the corpus text, is what the data stage holds in memory.
 """
 
 from __future__ import annotations
