@@ -104,7 +104,8 @@ def run(cfg: DictConfig) -> None:
     add_shares(sources)
 
     # ---- manifest, data card, W&B ----
-    summary = manifest_summary(cfg, recipe, sources, cache_hits, plan, stage.inputs) | {"phase_s": timer.seconds}
+    phases = {"phase_s": timer.seconds, "phase_cpu_s": timer.cpu_seconds}
+    summary = manifest_summary(cfg, recipe, sources, cache_hits, plan, stage.inputs) | phases
     (stage.dir / "data_card.md").write_text(render_card(summary))
     figures = manifest_figures(summary)
     wandb_run.log({f"data/{key}": value for key, value in figures.items() if isinstance(value, (int, float))})

@@ -3,8 +3,9 @@ decontamination -> tokenize -> length filter -> write Arrow rows + dedup fingerp
 at most two batches of examples are alive at a time.
 
 The Rust tokenizer releases the GIL, so each batch is tokenized in a background thread while the main thread
-reads and screens the next one (Python) and fingerprints the previous one: on 2 cores the screening no longer
-adds its whole time to the tokenizer's.
+fingerprints it and reads and screens the next one (Python): on 2 cores the screening no longer adds its whole
+time to the tokenizer's. Each batch's texts are normalized and word-hashed once (a WordBatch) for
+decontamination, exact keys and MinHash signatures.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from med42_train.data.cache import STATS, RowWriter, SourceCache, list_array
+from med42_train.data.clean.normalize import WordBatch
 from med42_train.data.recipe import Source
 from med42_train.data.screen import Screen, ScreenReport, conversations, excerpt, sample_text, with_system_prompt
 from med42_train.data.sources import Example, Rejected, iter_examples
@@ -45,6 +47,16 @@ class BuildSettings:
     system_prompt: Optional[str]
     max_length: int  # tokens; longer samples are dropped as too_long
     batch_size: int  # samples tokenized per call of the Rust tokenizer
+
+
+@dataclass
+class _Pending:
+    """A screened batch whose tokenization runs in the background, with its dedup fingerprints."""
+
+    examples: list[Example]
+    tokenized: Future  # of _Builder._tokenized(examples)
+    keys: np.ndarray  # S16, one per example
+    signatures: np.ndarray  # uint64[len(examples), num_perm]
 
 
 class RejectLog:
@@ -88,7 +100,7 @@ class _Builder:
         self.batch: list[Example] = []
         self.batch_chars = 0
         self.tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
-        self.pending: Optional[tuple[list[Example], Future]] = None  # the batch being tokenized
+        self.pending: Optional[_Pending] = None  # the batch being tokenized
         self.num_tokens = self.num_supervised_tokens = 0
 
     def add(self, item: Example | Rejected) -> None:
@@ -127,22 +139,27 @@ class _Builder:
             return
         batch, self.batch, self.batch_chars = self.batch, [], 0
         texts = [sample_text(example) for example in batch]
-        reasons = self.screen.contamination(batch, texts, self.report)
+        words = WordBatch.from_texts(texts)  # normalized once for decontamination and both dedup fingerprints
+        reasons = self.screen.contamination(batch, words, self.report)
         for example, text, reason in zip(batch, texts, reasons):
             if reason:
                 self.rejects.add(example.position, example.record_id, reason, None, text)
-        batch = [example for example, reason in zip(batch, reasons) if not reason]
-        if not batch:
+        clean = [index for index, reason in enumerate(reasons) if not reason]
+        if not clean:
             return
+        batch = [batch[index] for index in clean]
         future = self.tokenizing.submit(self._tokenized, batch)
+        # Fingerprinted while the batch tokenizes; rows dropped later as too long are discarded at write.
+        keys, signatures = self.screen.fingerprints(words)
         self._write_pending()
-        self.pending = (batch, future)
+        self.pending = _Pending(batch, future, keys[clean], signatures[clean])
 
     def _write_pending(self) -> None:
         if self.pending is None:
             return
-        (batch, future), self.pending = self.pending, None
-        columns, num_tokens, num_supervised = future.result()
+        pending, self.pending = self.pending, None
+        batch = pending.examples
+        columns, num_tokens, num_supervised = pending.tokenized.result()
         keep = num_tokens <= self.settings.max_length
         for index in np.flatnonzero(~keep):
             example = batch[index]
@@ -150,10 +167,9 @@ class _Builder:
                              f"{int(num_tokens[index])} tokens > max_length {self.settings.max_length}")
         kept_rows = np.flatnonzero(keep)
         kept_examples = [batch[index] for index in kept_rows]
-        keys, signatures = self.screen.fingerprints([sample_text(example) for example in kept_examples])
         columns = {name: column.take(pa.array(kept_rows)) for name, column in columns.items()}
         columns |= _row_columns(self.source, kept_examples, num_tokens[keep], num_supervised[keep])
-        self.writer.write(columns, keys, signatures)
+        self.writer.write(columns, pending.keys[kept_rows], pending.signatures[kept_rows])
         self.num_tokens += int(num_tokens[keep].sum())
         self.num_supervised_tokens += int(num_supervised[keep].sum())
 

@@ -1,7 +1,7 @@
 """Per-sample screening of one source: system prompt, PHI policy, decontamination, and the dedup fingerprints.
 
-Everything here decides per sample (decontamination and fingerprints run a batch at a time, vectorized), so its
-result can be cached per source. Deduplication itself
+Everything here decides per sample (decontamination and fingerprints run a batch at a time, vectorized, on one
+WordBatch: each text is normalized and word-hashed once), so its result can be cached per source. Deduplication itself
 (which needs every source, in recipe order) runs later over the fingerprints computed here (data/dedup_pass.py).
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from med42_train.data.clean.decontaminate import Decontaminator
 from med42_train.data.clean.dedup import ExactDedup, NearDedup
+from med42_train.data.clean.normalize import WordBatch
 from med42_train.data.clean.phi import PhiScanner
 from med42_train.data.formats import Messages
 from med42_train.data.recipe import CleanSpec
@@ -87,12 +88,13 @@ class Screen:
             return _map_contents(example, self.phi.mask), None
         return example, None
 
-    def contamination(self, examples: list[Example], texts: list[str], report: ScreenReport) -> list[Optional[str]]:
-        """Per sample of a batch, "contaminated:<benchmark>" or None (one vectorized lookup for the batch)."""
+    def contamination(self, examples: list[Example], words: WordBatch, report: ScreenReport) -> list[Optional[str]]:
+        """Per sample of a batch, "contaminated:<benchmark>" or None (one vectorized lookup for the batch);
+        `words` holds the samples' texts (`sample_text`), normalized."""
         if self.decontaminator is None:
             return [None] * len(examples)
         reasons = []
-        for example, hit in zip(examples, self.decontaminator.match_many(texts)):
+        for example, hit in zip(examples, self.decontaminator.match_batch(words)):
             reasons.append(None if hit is None else f"contaminated:{hit.benchmark}")
             if hit is not None:
                 entry = report.contamination.setdefault(hit.benchmark,
@@ -104,12 +106,12 @@ class Screen:
                                               "ngram": hit.ngram})
         return reasons
 
-    def fingerprints(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(16-byte exact keys, uint64 MinHash signatures) of the samples' texts, for the dedup pass."""
-        keys = np.array([ExactDedup.key(text) for text in texts], dtype="S16")
+    def fingerprints(self, words: WordBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(16-byte exact keys, uint64 MinHash signatures) of the samples' normalized texts, for the dedup pass."""
+        keys = np.array([ExactDedup.normalized_key(text) for text in words.normalized], dtype="S16")
         if not self.spec.near_dedup.enabled:
-            return keys, np.zeros((len(texts), self.spec.near_dedup.num_perm), dtype=np.uint64)
-        return keys, self.near.signatures(texts)
+            return keys, np.zeros((len(words), self.spec.near_dedup.num_perm), dtype=np.uint64)
+        return keys, self.near.batch_signatures(words)
 
 
 def _map_contents(example: Example, fn) -> Example:

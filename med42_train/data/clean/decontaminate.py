@@ -179,11 +179,14 @@ class Decontaminator:
 
     def match_many(self, texts: Sequence[str]) -> list[Optional[Contamination]]:
         """Like `find_many` without counting anything in the report."""
+        return self.match_batch(WordBatch.from_texts(texts))
+
+    def match_batch(self, batch: WordBatch) -> list[Optional[Contamination]]:
+        """`match_many` on the texts of an already normalized and word-hashed batch."""
         if self._ngram_table is None:
             self._freeze()
-        batch = WordBatch([normalize_text(text) for text in texts])
         long_hits, short_hits = self._lookup(batch)
-        results: list[Optional[Contamination]] = [None] * len(texts)
+        results: list[Optional[Contamination]] = [None] * len(batch)
         for text_index, positions in long_hits.items():
             owners = positions[:, 1]
             # The item most n-grams point to: a planted item shares one boilerplate n-gram with others at most.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 
@@ -37,3 +38,14 @@ def test_word_hashes_are_stable_across_processes():
     outputs = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
                               capture_output=True, text=True, check=True).stdout for seed in ("1", "2")}
     assert outputs == {f"{word_hashes('aspirin 81 mg').tolist()}\n"}
+
+
+def test_ascii_fast_path_equals_the_unicode_path():
+    """normalize_text takes a bytes.translate shortcut for ASCII text; appending a non-ASCII letter that
+    normalizes to itself forces the general (NFKC + regex) path on the same characters."""
+    rng = random.Random(0)
+    alphabet = [chr(code) for code in range(128)]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(40)))
+        expected = " ".join(filter(None, [normalize_text(text), "é"]))
+        assert normalize_text(text + " é") == expected, repr(text)

@@ -4,10 +4,13 @@ measurements on real files."""
 from __future__ import annotations
 
 import json
+import random
+import re
 from collections import Counter
 
 import pytest
 
+from med42_train.data.clean import phi
 from med42_train.data.clean.phi import PhiHit, PhiScanner
 from tests.data.clean.realtexts import read_alpaca_texts
 
@@ -112,3 +115,29 @@ def test_real_identifiers_in_hh_rlhf_are_found(realdata):
     for sample in [("390 Windsor Street", "address"), ("+1 (555) 555-5555", "phone"),
                    ("mike@robertlight.com", "email"), ("(647) 321-1199", "phone"), ("14660 Kraft Blvd.", "address")]:
         assert sample in found
+
+
+def _ungated_scan(text: str) -> list[PhiHit]:
+    """scan() with every rule run on every text (no keyword or digit gates), and the address rule in its plain
+    form "\\b\\d{1,5}...": the gates and the rewritten address pattern must only save time."""
+    plain_address = re.compile(rf"\b(\d{{1,5}}\s+(?:(?:[A-Z][a-z]+|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,3}}"
+                               rf"(?:{'|'.join(phi._STREET_SUFFIXES)})\b\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?)")
+    hits: list[PhiHit] = []
+    for rule in phi._RULES:
+        pattern = plain_address if rule.kind == "address" else rule.pattern
+        for match in pattern.finditer(text):
+            start, end = match.span(1)
+            if phi._plausible(rule.kind, text[start:end]) and not any(h.start < end and start < h.end for h in hits):
+                hits.append(PhiHit(rule.kind, start, end))
+    return sorted(hits, key=lambda hit: hit.start)
+
+
+def test_gates_never_skip_a_hit():
+    pieces = [text for text, _, _ in POSITIVES] + NEGATIVES + [
+        "12 Main St", "a12 Main Street", "5 5th Ave N", "MRN", "12345", "٣٤٥٦٧٨٩", "mrn ١٢٣٤٥٦٧", "DOB", "3/4/75",
+        "phone", "+44", "20 7946", "0958", "555-12", "3-4567", "SSN", "born in", "Oak Rd.", "ＭＲＮ: 1234567", " ", "\n"]
+    rng, scanner = random.Random(0), PhiScanner()
+    assert _ungated_scan("MRN: 1234567") == [PhiHit("mrn", 5, 12)]  # the reference itself finds hits
+    for _ in range(5000):
+        text = rng.choice(["", " ", "\n"]).join(rng.choice(pieces) for _ in range(rng.randrange(1, 6)))
+        assert scanner.scan(text) == _ungated_scan(text), repr(text)
