@@ -8,7 +8,7 @@ from med42_train.data.formats.base import (Messages, RecordError, checked_dialog
                                            turn)
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
-MESSAGE_ROLES = ("system", "user", "assistant")
+MESSAGE_ROLES = {role: role for role in ("system", "user", "assistant")}
 
 
 def alpaca(record: dict[str, Any], instruction_field: str = "instruction", input_field: Optional[str] = "input",
@@ -29,16 +29,21 @@ def alpaca(record: dict[str, Any], instruction_field: str = "instruction", input
 
 def sharegpt_turns(turns: list, where: str) -> Messages:
     """ShareGPT [{from, value}] turns as messages (roles checked, text normalized)."""
+    return _turns(turns, where, "from", "value", SHAREGPT_ROLES)
+
+
+def _turns(turns: list, where: str, role_field: str, text_field: str, roles: dict[str, str]) -> Messages:
+    """Turns of any chat layout as messages: `roles` maps the layout's role names to ours."""
     messages = []
     for index, item in enumerate(turns):
         label = f"{where}[{index}]"
         if not isinstance(item, dict):
             raise RecordError("wrong_type", label, f"field '{label}' is {type(item).__name__}, not an object")
-        role = SHAREGPT_ROLES.get(item.get("from"))
+        role = roles.get(item.get(role_field))
         if role is None:
-            raise RecordError("bad_roles", f"{label}.from",
-                              f"field '{label}.from'={item.get('from')!r} is not one of {sorted(SHAREGPT_ROLES)}")
-        messages.append(turn(role, text(item, "value", empty_reason=None, where=f"{label}.")))
+            raise RecordError("bad_roles", f"{label}.{role_field}", f"field '{label}.{role_field}'="
+                              f"{item.get(role_field)!r} is not one of {list(roles)}")
+        messages.append(turn(role, text(item, text_field, empty_reason=None, where=f"{label}.")))
     return messages
 
 
@@ -72,13 +77,4 @@ def messages_format(record: dict[str, Any]) -> Messages:
 
 def message_list(turns: list, where: str) -> Messages:
     """[{role, content}] turns with known roles and text content."""
-    messages = []
-    for index, item in enumerate(turns):
-        label = f"{where}[{index}]"
-        if not isinstance(item, dict):
-            raise RecordError("wrong_type", label, f"field '{label}' is {type(item).__name__}, not an object")
-        if item.get("role") not in MESSAGE_ROLES:
-            raise RecordError("bad_roles", f"{label}.role",
-                              f"field '{label}.role'={item.get('role')!r} is not one of {list(MESSAGE_ROLES)}")
-        messages.append(turn(item["role"], text(item, "content", empty_reason=None, where=f"{label}.")))
-    return messages
+    return _turns(turns, where, "role", "content", MESSAGE_ROLES)
