@@ -10,7 +10,6 @@ schema.
 from __future__ import annotations
 
 import inspect
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -304,11 +303,3 @@ class _Checker:
                 self.choice(option, OPTION_CHOICES[(fmt, name)], key)
         return dict(options)
 
-
-def select(items: list, target: Optional[int], seed: int) -> list:
-    """Down-sample without replacement, or up-sample by whole repetitions plus a seeded remainder."""
-    if target is None or target == len(items):
-        return items
-    rng = random.Random(seed)
-    repeats, remainder = divmod(target, len(items))
-    return items * repeats + rng.sample(items, remainder)

@@ -12,7 +12,7 @@ import pytest
 from med42_train.data.formats import (RecordError, alpaca, headqa, medmcqa, medqa, mmlu_hub, mmlu_pro,
                                       preference_flat, pubhealth, pubmedqa_hub, sciq, sharegpt, slimorca,
                                       ultrafeedback_hub)
-from med42_train.data.recipe import Source, select
+from med42_train.data.recipe import Source
 from med42_train.data.sources import Rejected, count_records, iter_examples
 
 MEDQA = {"question": "A 45-year-old man has crushing chest pain. Which drug first?",
@@ -177,14 +177,6 @@ def test_preference_flat_rejects_identical_answers():
     assert preference_flat({"prompt": "p", "chosen": "a", "rejected": "b"})["chosen"][0]["role"] == "assistant"
     with pytest.raises(RecordError, match="identical"):
         preference_flat({"prompt": "p", "chosen": "a", "rejected": "a "})
-
-
-def test_select_downsamples_and_upsamples_deterministically():
-    items = list(range(10))
-    assert select(items, None, 0) == items
-    assert select(items, 4, 1) == select(items, 4, 1) and len(set(select(items, 4, 1))) == 4
-    upsampled = select(items, 25, 1)
-    assert len(upsampled) == 25 and all(upsampled.count(i) in (2, 3) for i in items)  # 2 full copies + 5 more
 
 
 # ---- the real upstream files (../shared/realdata) ----------------------------------------------------------------
