@@ -25,6 +25,11 @@ STAGES = ("data", "sft", "dpo", "eval")
 PACKING_SAFE_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
 
 
+# DPOConfig.loss_type values TRL 1.16 implements (trl/trainer/dpo_trainer.py, DPOTrainer._compute_loss).
+TRL_DPO_LOSSES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair",
+                  "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
+
+
 class ConfigError(ValueError):
     """A user-facing configuration mistake; the message names the key and the fix."""
 
@@ -93,8 +98,24 @@ class SFTConfig:
 
 @dataclass
 class DPOConfig:
+    # Iterative DPO (Med42-v2: three rounds). Iteration k trains on the preference pairs the recipe tags
+    # `iteration: k`, starting from iteration k-1's validated export (iteration 1 from the SFT export).
+    iterations: int = 1
+    # The reference of iteration k: "previous" = iteration k-1's model (the policy's own start; the paper's
+    # reading, unsure) or "sft" = the SFT model for every iteration (RLHFlow's Online-RLHF).
+    reference_model: str = "previous"
+    # "precomputed": one distributed forward of the reference per iteration, cached on disk; training then holds
+    # no reference model. "live": a frozen reference sharded like the policy, run beside it at every step.
+    reference: str = "precomputed"
+    reference_batch_size: int = 4  # pairs per rank per forward of the reference pass
+    reference_check_pairs: int = 4  # pairs recomputed one by one after the pass and compared with it
+    reference_check_tolerance: float = 1e-3  # max |difference| of a summed log-prob (nats) in that check
+    # A pair longer than data.preference_max_length is truncated (its response loses its end): refuse to train
+    # when more than this fraction of an iteration's pairs would be.
+    max_truncated_fraction: float = 0.05
     beta: float = 0.1
-    loss_type: str = "sigmoid"
+    loss_type: str = "sigmoid"  # any of TRL's DPO losses: sigmoid, sigmoid_norm, ipo, hinge, robust, ...
+    ld_alpha: Optional[float] = None  # LD-DPO length weighting (TRL); changes what the reference sums
     num_train_epochs: float = 1.0
     max_steps: int = -1
     learning_rate: float = 1e-6
@@ -103,8 +124,12 @@ class DPOConfig:
     weight_decay: float = 0.0
     optim: str = "rmsprop"
     max_grad_norm: float = 1.0
+    # The global batch in preference pairs; gradient accumulation is derived from the world size (like SFT's
+    # tokens_per_step) and a world size that does not divide it is refused.
+    pairs_per_step: int = 8
     per_device_train_batch_size: int = 2
-    gradient_accumulation_steps: int = 1
+    # Nodes the DPO stage runs on when they differ from launcher.nnodes (Med42-v2 70B: SFT on 6, DPO on 4).
+    nnodes: Optional[int] = None
     save_steps: int = 100
     save_total_limit: int = 2
     logging_steps: int = 10
@@ -187,13 +212,19 @@ STAGE_CONFIG_KEYS = {
     "data": ("model", "data", "seed"),
     "sft": ("model", "sft", "fsdp", "export", "seed"),
     "dpo": ("model", "dpo", "fsdp", "export", "seed"),
+    # One DPO round (<run_dir>/dpo/iter_<k>/): its identity is also its inputs (pairs, start and reference models).
+    "dpo_iteration": ("model", "dpo", "fsdp", "export", "seed"),
     "eval": ("eval",),
 }
 
 
 # Keys that change where or in what batches a stage works, never what it produces: a moved run directory (its
 # cache_dir follows run_dir) or another batch size must not make a COMPLETE stage look out of date.
-OUTPUT_NEUTRAL_KEYS = {"data": ("cache_dir", "tokenize_batch_size")}
+_REFERENCE_PASS_KEYS = ("reference_batch_size", "reference_check_pairs", "reference_check_tolerance")
+OUTPUT_NEUTRAL_KEYS = {"data": {"data": ("cache_dir", "tokenize_batch_size")},
+                       "dpo": {"dpo": _REFERENCE_PASS_KEYS},
+                       # Adding a fourth round must not redo the first three.
+                       "dpo_iteration": {"dpo": ("iterations", *_REFERENCE_PASS_KEYS)}}
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -268,7 +299,7 @@ def validate(cfg: DictConfig) -> None:
         (cfg.model.tiny.hidden_size % cfg.model.tiny.num_attention_heads == 0,
          "model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads"),
     ]
-    for ok, message in [*checks, *_memory_and_speed_checks(cfg)]:
+    for ok, message in [*checks, *_dpo_checks(cfg), *_memory_and_speed_checks(cfg)]:
         if not ok:
             raise ConfigError(message)
     recipe_path(cfg)  # raises if the recipe does not exist
@@ -287,14 +318,47 @@ def sft_gradient_accumulation(cfg: DictConfig, world_size: int) -> int:
     if leftover_tokens or rows_per_step == 0:
         raise ConfigError(f"sft.tokens_per_step={tokens_per_step} is not a whole number of "
                           f"data.max_length={max_length} rows: use a multiple of {max_length}")
+    return _accumulation(rows_per_step, world_size, micro_batch_rows, "sft.per_device_train_batch_size",
+                         f"sft.tokens_per_step={tokens_per_step} is {rows_per_step} rows of {max_length} tokens",
+                         f"a tokens_per_step that is a multiple of {max_length * world_size * micro_batch_rows} "
+                         f"(max_length x world size x per_device_train_batch_size)")
+
+
+def dpo_gradient_accumulation(cfg: DictConfig, world_size: int) -> int:
+    """Micro-batches per optimizer step that make dpo.pairs_per_step with this world size, or a ConfigError."""
+    pairs, micro_batch = cfg.dpo.pairs_per_step, cfg.dpo.per_device_train_batch_size
+    return _accumulation(pairs, world_size, micro_batch, "dpo.per_device_train_batch_size",
+                         f"dpo.pairs_per_step={pairs}",
+                         f"a pairs_per_step that is a multiple of {world_size * micro_batch} "
+                         f"(world size x per_device_train_batch_size)")
+
+
+def _accumulation(rows_per_step: int, world_size: int, micro_batch_rows: int, micro_key: str, what: str,
+                  fix: str) -> int:
     accumulation, leftover_rows = divmod(rows_per_step, world_size * micro_batch_rows)
     if leftover_rows or accumulation == 0:
         raise ConfigError(
-            f"sft.tokens_per_step={tokens_per_step} is {rows_per_step} rows of {max_length} tokens, which do not "
-            f"split evenly over {world_size} ranks x sft.per_device_train_batch_size={micro_batch_rows} rows: use "
-            f"a tokens_per_step that is a multiple of {max_length * world_size * micro_batch_rows} "
-            f"(max_length x world size x per_device_train_batch_size), or another per_device_train_batch_size")
+            f"{what}, which do not split evenly over {world_size} ranks x {micro_key}={micro_batch_rows} rows: "
+            f"use {fix}, or another per_device_train_batch_size")
     return accumulation
+
+
+def _dpo_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
+    dpo = cfg.dpo
+    return [
+        (dpo.iterations >= 1, f"dpo.iterations={dpo.iterations}: run at least one DPO iteration"),
+        (dpo.reference_model in ("previous", "sft"),
+         f"dpo.reference_model={dpo.reference_model!r}: use previous (iteration k-1's model) or sft"),
+        (dpo.reference in ("precomputed", "live"), f"dpo.reference={dpo.reference!r}: use precomputed or live"),
+        (dpo.loss_type in TRL_DPO_LOSSES,
+         f"dpo.loss_type={dpo.loss_type!r} is not one of TRL's DPO losses: {', '.join(TRL_DPO_LOSSES)}"),
+        (dpo.ld_alpha is None or 0.0 <= dpo.ld_alpha <= 1.0, f"dpo.ld_alpha={dpo.ld_alpha}: use null or 0..1"),
+        (0.0 <= dpo.max_truncated_fraction <= 1.0,
+         f"dpo.max_truncated_fraction={dpo.max_truncated_fraction}: a fraction in 0..1"),
+        (dpo.pairs_per_step >= 1 and dpo.reference_batch_size >= 1 and dpo.reference_check_pairs >= 0,
+         "dpo.pairs_per_step and dpo.reference_batch_size must be at least 1, dpo.reference_check_pairs at least 0"),
+        (dpo.nnodes is None or dpo.nnodes >= 1, f"dpo.nnodes={dpo.nnodes}: null (= launcher.nnodes) or at least 1"),
+    ]
 
 
 def _memory_and_speed_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
@@ -340,11 +404,17 @@ def to_dict(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+def stage_kind(stage: str) -> str:
+    """'dpo/iter_2' -> 'dpo_iteration' (a round inside a stage); a top-level stage is its own kind."""
+    return "dpo_iteration" if stage.startswith("dpo/") else stage
+
+
 def stage_config_hash(cfg: DictConfig, stage: str) -> str:
     """Hash of the config sections that decide a stage's outputs (see STAGE_CONFIG_KEYS)."""
     full = to_dict(cfg)
-    relevant = {key: full[key] for key in STAGE_CONFIG_KEYS[stage]}
-    for section, keys in OUTPUT_NEUTRAL_KEYS.items():
-        for key in keys if section in relevant else ():
+    kind = stage_kind(stage)
+    relevant = {key: full[key] for key in STAGE_CONFIG_KEYS[kind]}
+    for section, keys in OUTPUT_NEUTRAL_KEYS.get(kind, {}).items():
+        for key in keys:
             relevant[section].pop(key, None)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -968,7 +968,9 @@ def main():
     write_json("medical_flashcards.json", flash)
     write_jsonl("medqa_train.jsonl", train)
     write_json("dialogues_sharegpt.json", dialogues)
-    write_jsonl("preferences.jsonl", prefs)
+    # Two DPO iterations in the demo, as the paper's rounds have their own pair sets.
+    write_jsonl("preferences.jsonl", prefs[:100])
+    write_jsonl("preferences_iter2.jsonl", prefs[100:])
     write_jsonl("mcqa_eval.jsonl", evals)
     print("wrote %d flashcards, %d medqa_train, %d dialogues, %d preferences, %d mcqa_eval"
           % (len(flash), len(train), len(dialogues), len(prefs), len(evals)))

@@ -15,7 +15,7 @@ import time
 
 from omegaconf import DictConfig
 
-from med42_train.config import STAGES, ConfigError, sft_gradient_accumulation
+from med42_train.config import STAGES, ConfigError, dpo_gradient_accumulation, sft_gradient_accumulation
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.preemption import PREEMPTED_MARKER, PREEMPTION_SIGNALS, Preempted
 from med42_train.runtime.rundir import is_up_to_date, stage_dir
@@ -34,8 +34,10 @@ def run(cfg: DictConfig, overrides: list[str]) -> None:
         raise ConfigError(f"launcher.name={cfg.launcher.name!r}, launcher.nnodes={cfg.launcher.nnodes}: "
                           "`med42 pipeline` runs on this machine; pass launcher=local (one node), or for "
                           "several nodes launch the stages under Slurm (scripts/slurm/README.md)")
-    # The SFT batch must split over the launcher's world size: better refused now than after the data stage.
+    # The SFT and DPO batches must split over the launcher's world size: better refused now than after the data
+    # stage (or after SFT).
     sft_gradient_accumulation(cfg, cfg.launcher.nnodes * cfg.launcher.nproc_per_node)
+    dpo_gradient_accumulation(cfg, (cfg.dpo.nnodes or cfg.launcher.nnodes) * cfg.launcher.nproc_per_node)
     timings = {}
     for stage in STAGES:
         module = importlib.import_module(STAGE_MODULES[stage])

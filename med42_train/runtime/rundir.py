@@ -135,12 +135,14 @@ def _same_or_refuse(cfg: DictConfig, stage: str, inputs: dict, recorded: dict, s
     )
 
 
-def begin_stage(cfg: DictConfig, stage: str, inputs: dict[str, dict[str, str]]) -> Optional[StageRun]:
+def begin_stage(cfg: DictConfig, stage: str, inputs: dict[str, dict[str, str]],
+                keep_rounds: bool = False) -> Optional[StageRun]:
     """Start a stage: None if it is already up to date; else clear a stale result and freeze the config.
 
     An interrupted attempt (STARTED but no COMPLETE) with the same config and inputs is kept, so training
     resumes from its checkpoints; one with other settings is refused (or discarded with overwrite=true),
-    never resumed into a different run.
+    never resumed into a different run. `keep_rounds`: a stale stage with rounds (dpo/iter_<k>/) loses only
+    its own markers; each round then decides for itself whether it is still up to date.
     """
     info = dist_info()
     if is_up_to_date(cfg, stage, inputs):
@@ -155,7 +157,7 @@ def begin_stage(cfg: DictConfig, stage: str, inputs: dict[str, dict[str, str]]) 
     if info.is_main:
         if stale:
             log.warning("overwrite=true: replacing %s", directory)
-            shutil.rmtree(directory)
+            _clear(directory, keep_rounds)
         directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(directory / FROZEN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
         started = {"config_hash": stage_config_hash(cfg, stage), "inputs": inputs}
@@ -164,6 +166,14 @@ def begin_stage(cfg: DictConfig, stage: str, inputs: dict[str, dict[str, str]]) 
     # Every rank trains with the one config rank 0 froze, not with its own composition of the command line.
     frozen = OmegaConf.merge(OmegaConf.structured(RootConfig), OmegaConf.load(directory / FROZEN_CONFIG))
     return StageRun(frozen, stage, directory, inputs, stage_config_hash(frozen, stage), info)
+
+
+def _clear(directory: Path, keep_rounds: bool) -> None:
+    if not keep_rounds:
+        shutil.rmtree(directory)
+        return
+    for name in (COMPLETE, MANIFEST, STARTED, FROZEN_CONFIG):
+        (directory / name).unlink(missing_ok=True)
 
 
 def finish_stage(run: StageRun, outputs: dict[str, Any], figures: dict[str, Any], **extra: Any) -> dict:

@@ -1,63 +1,64 @@
-"""The `dpo` stage: TRL DPOTrainer from the SFT export, which is also the (frozen) reference model, on FSDP2.
+"""The `dpo` stage: iterative DPO (TRL DPOTrainer on FSDP2), one round per `dpo.iterations`, chained.
 
 Launch: torchrun --nproc-per-node 2 -m med42_train dpo run_dir=runs/demo
-Reads <run_dir>/data/ and <run_dir>/sft/ (COMPLETE, validated export); writes <run_dir>/dpo/model/.
+Reads <run_dir>/data/ and <run_dir>/sft/ (COMPLETE, validated export). Iteration k trains on the pairs tagged
+`iteration: k`, from iteration k-1's export (k=1: the SFT export), against a reference that is iteration k-1's
+model or the SFT model (`dpo.reference_model`), and writes <run_dir>/dpo/iter_<k>/ with the stage contract
+(config, manifest naming its start and reference, checkpoints, validated export, COMPLETE).
+<run_dir>/dpo/manifest.json lists the iterations; its `outputs.model` is the last one's export.
+A re-run resumes at the first incomplete iteration, inside it from its newest complete checkpoint; a changed
+iteration is redone, and so is every one after it (each names its predecessor's fingerprint among its inputs).
 """
 
 from __future__ import annotations
 
+import gc
+import shutil
+import time
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 from datasets import load_from_disk
 from omegaconf import DictConfig
 from trl import DPOConfig, DPOTrainer
 
+from med42_train.config import dpo_gradient_accumulation
+from med42_train.models.chat import EOT
 from med42_train.runtime.dist import broadcast_object, dist_info
-from med42_train.runtime.rundir import StageInputError, begin_stage, require_complete, sha256_tree, stage_input
+from med42_train.runtime.log import get_logger
+from med42_train.runtime.rundir import (
+    StageInputError, begin_stage, finish_stage, require_complete, sha256_tree, stage_dir, stage_input,
+)
 from med42_train.runtime.wandb_run import start_run
+from med42_train.train import reference as ref
 from med42_train.train.checkpoint import AtomicCheckpointMixin, install_preemption
 from med42_train.train.common import (
     apply_mixed_precision, finish_training, load_model, load_tokenizer, start_distributed, train, trainer_kwargs,
 )
+from med42_train.train.metrics import ThroughputMetricsMixin
+from med42_train.train.pairs import BOS, HEADER_START, check_pairs, pairs_fingerprint
 
+log = get_logger()
 PREFERENCE_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
+REFERENCE_CACHE = "reference_cache"
 
 
-class PretokenizedDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
-    """DPOTrainer fed the data stage's token ids as they are: no tokenization inside the distributed job.
-    Its checkpoints are atomic and COMPLETE-marked like SFT's (train/checkpoint.py)."""
+class PretokenizedDPOTrainer(ThroughputMetricsMixin, AtomicCheckpointMixin, DPOTrainer):
+    """DPOTrainer fed the data stage's token ids as they are (no tokenization inside the distributed job), built
+    without a reference model of its own (train/reference.py); tokens/s, MFU and peak memory in every log
+    (train/metrics.py); atomic COMPLETE-marked checkpoints like SFT's (train/checkpoint.py)."""
+
+    def __init__(self, *args, precomputed_reference: bool, **kwargs):
+        with ref.without_reference_load():
+            super().__init__(*args, **kwargs)
+        # The batch then carries ref_chosen_logps / ref_rejected_logps, and _compute_loss reads them.
+        self.precompute_ref_logps = precomputed_reference
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         missing = set(PREFERENCE_COLUMNS) - set(dataset.column_names)
         if missing:
             raise ValueError(f"{dataset_name} preference dataset lacks {sorted(missing)}: re-run `med42 data`")
         return dataset
-
-
-def validated_export(cfg: DictConfig, sft_manifest: dict) -> str:
-    """The SFT export's path, if its manifest says it was validated and its files still hash as recorded.
-
-    Rank 0 hashes (a 70B export is 140 GB) and every rank raises the same error, before any model loads.
-    """
-    record = sft_manifest.get("outputs", {}).get("model", {})
-    problem = broadcast_object(_export_problem(record) if dist_info().is_main else None)
-    if problem:
-        raise StageInputError(f"{cfg.run_dir}/sft/manifest.json: {problem}; rerun "
-                              f"`med42 sft run_dir={cfg.run_dir} overwrite=true` to export and validate it again")
-    return record["path"]
-
-
-def _export_problem(record: dict) -> Optional[str]:
-    path = record.get("path")
-    if not record.get("validated") or not record.get("sha256"):
-        return f"the SFT export {path} is not recorded as validated (outputs.model.validated / sha256 missing)"
-    if not path or not Path(path).is_dir():
-        return f"the SFT export folder {path} is missing"
-    actual = sha256_tree(Path(path))
-    if actual != record["sha256"]:
-        return f"{path} changed after validation (sha256 {actual[:12]}..., recorded {record['sha256'][:12]}...)"
-    return None
 
 
 def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
@@ -67,34 +68,182 @@ def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
 def run(cfg: DictConfig) -> None:
     start_distributed(cfg)
     preemption = install_preemption()
-    stage = begin_stage(cfg, "dpo", stage_inputs(cfg))
+    # The global batch is fixed in pairs; refuse a world size that cannot make it before any model loads.
+    accumulation = dpo_gradient_accumulation(cfg, dist_info().world_size)
+    stage = begin_stage(cfg, "dpo", stage_inputs(cfg), keep_rounds=True)
     if stage is None:
         return
-    cfg, wandb_run = stage.cfg, start_run(stage.cfg, "dpo")
-    data_manifest, sft_manifest = require_complete(cfg, "data"), require_complete(cfg, "sft")
+    cfg = stage.cfg
+    _remove_rounds_beyond(stage.dir, cfg.dpo.iterations)
+    rounds = []
+    for k in range(1, cfg.dpo.iterations + 1):
+        rounds.append(run_iteration(cfg, k, accumulation, preemption))
+        gc.collect()  # the finished round's trainer, policy and optimizer state
+    outputs = {"model": rounds[-1]["model"], "iterations": rounds,
+               "reference_cache": {"path": str(stage.dir / REFERENCE_CACHE)}}
+    finish_stage(stage, outputs, {"iterations": len(rounds)}, reference_model_choice=cfg.dpo.reference_model)
 
-    # ---- policy = reference = the validated SFT export ----
-    sft_export = validated_export(cfg, sft_manifest)  # before any model loads
-    tokenizer = load_tokenizer(sft_export)
-    model = load_model(cfg, sft_export)
 
-    # ---- data: pre-tokenized prompt/chosen/rejected ids ----
-    dataset = load_from_disk(data_manifest["outputs"]["preference_dataset"]["path"]).select_columns(PREFERENCE_COLUMNS)
+def iteration_stage(k: int) -> str:
+    return f"dpo/iter_{k}"
 
-    # ---- trainer ----
+
+def run_iteration(cfg: DictConfig, k: int, accumulation: int, preemption) -> dict[str, Any]:
+    """Train iteration k (or find it up to date) and return its entry for the stage manifest."""
+    start, reference = _start_stage(k), _reference_stage(cfg, k)
+    inputs = {"data": stage_input(cfg, "data")[1], "start": stage_input(cfg, start)[1],
+              "reference": stage_input(cfg, reference)[1]}
+    round_ = begin_stage(cfg, iteration_stage(k), inputs)
+    if round_ is not None:
+        _train_iteration(round_, k, start, reference, accumulation, preemption)
+    manifest = require_complete(cfg, iteration_stage(k))
+    return {"iteration": k, "dir": str(stage_dir(cfg, iteration_stage(k))), "model": manifest["outputs"]["model"],
+            "manifest": str(stage_dir(cfg, iteration_stage(k)) / "manifest.json")}
+
+
+def _train_iteration(round_, k: int, start: str, reference: str, accumulation: int, preemption) -> None:
+    cfg, wandb_run = round_.cfg, start_run(round_.cfg, f"dpo-iter{k}")
+    log.info("DPO iteration %d of %d: from %s, reference %s", k, cfg.dpo.iterations, start, reference)
+
+    # ---- start and reference: validated exports; the pairs, checked: all before any model loads ----
+    start_export = validated_export(cfg, require_complete(cfg, start), start)
+    reference_manifest = require_complete(cfg, reference)
+    reference_export = validated_export(cfg, reference_manifest, reference)
+    reference_sha256 = reference_manifest["outputs"]["model"]["sha256"]
+    tokenizer = load_tokenizer(start_export)
+    dataset, pair_report, fingerprint = iteration_pairs(cfg, k, tokenizer)
+
+    # ---- policy and trainer (no reference model inside it) ----
+    model = load_model(cfg, start_export)
+    trainer = _trainer(cfg, round_.dir, model, tokenizer, dataset, accumulation, preemption)
+
+    # ---- reference: precomputed (cached) log-probs, or a live sharded model ----
+    reference_report = attach_reference(cfg, trainer, dataset, reference_export, reference_sha256, fingerprint)
+
+    # ---- train, export, validate, manifest ----
+    result = train(trainer, preemption, round_.dir)
+    finish_training(round_, trainer, result, tokenizer, wandb_run, cfg.sft.validation_prompt, iteration=k,
+                    start_model={"stage": start, "path": start_export,
+                                 "sha256": require_complete(cfg, start)["outputs"]["model"]["sha256"]},
+                    reference_model={"stage": reference, "path": reference_export, "sha256": reference_sha256},
+                    pairs=pair_report, reference=reference_report, gradient_accumulation_steps=accumulation)
+
+
+def _start_stage(k: int) -> str:
+    return "sft" if k == 1 else iteration_stage(k - 1)
+
+
+def _reference_stage(cfg: DictConfig, k: int) -> str:
+    return "sft" if cfg.dpo.reference_model == "sft" else _start_stage(k)
+
+
+def _remove_rounds_beyond(directory: Path, num_iterations: int) -> None:
+    """Rounds left by an earlier run with more iterations are not part of this one."""
+    for path in sorted(directory.glob("iter_*")) if dist_info().is_main else []:
+        if path.name.removeprefix("iter_").isdigit() and int(path.name.removeprefix("iter_")) > num_iterations:
+            log.warning("dpo.iterations=%d: removing %s", num_iterations, path)
+            shutil.rmtree(path)
+
+
+# ---- pairs ----
+
+def iteration_pairs(cfg: DictConfig, k: int, tokenizer):
+    """The checked pairs of iteration k (a Dataset of the three id columns), the check's report, their fingerprint."""
+    record = require_complete(cfg, "data")["outputs"]["preference_dataset"]
+    full = load_from_disk(record["path"])
+    rows = [i for i, it in enumerate(full["iteration"]) if it == k]
+    where = f"DPO iteration {k} ({record['path']})"
+    if not rows:
+        fewer = f", or set dpo.iterations={k - 1}" if k > 1 else ""
+        raise StageInputError(f"{where}: no preference pairs are tagged iteration {k}. Add a preference source "
+                              f"with `iteration: {k}` to the recipe (data_recipes/README.md) and re-run "
+                              f"`med42 data`{fewer}")
+    subset = full.select(rows).select_columns(PREFERENCE_COLUMNS)
+    token_ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (BOS, EOT, HEADER_START)}
+    kept, report = check_pairs(subset.data.table, token_ids, cfg.data.preference_max_length,
+                               cfg.dpo.max_truncated_fraction, where)
+    if report.dropped:
+        log.warning("%s: dropped %s of %d pairs", where, report.dropped, report.num_pairs)
+    return subset.select(kept), report.as_dict(), pairs_fingerprint(record["sha256"], k, [rows[i] for i in kept])
+
+
+# ---- trainer ----
+
+def _trainer(cfg: DictConfig, round_dir: Path, model, tokenizer, dataset, accumulation: int, preemption):
     args = DPOConfig(
-        **trainer_kwargs(cfg, cfg.dpo, stage.dir / "checkpoints", cfg.dpo.gradient_accumulation_steps),
+        **trainer_kwargs(cfg, cfg.dpo, round_dir / "checkpoints", accumulation),
         beta=cfg.dpo.beta,
         loss_type=[cfg.dpo.loss_type],
-        max_length=cfg.data.preference_max_length,
-        precompute_ref_log_probs=False,  # reported to crash under FSDP2 (trl issue 6470)
+        ld_alpha=cfg.dpo.ld_alpha,
+        max_length=cfg.data.preference_max_length,  # TRL's default would be 1024
+        truncation_mode=ref.TRUNCATION_MODE,
+        precompute_ref_log_probs=False,  # TRL's own precompute is replaced by train/reference.py
         run_name=f"{cfg.name}-dpo",
     )
     apply_mixed_precision(cfg, args)
-    # ref_model=None: TRL loads a second copy from the policy's path (the SFT export) and shards it the same way.
-    trainer = PretokenizedDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                     callbacks=[preemption])
-    result = train(trainer, preemption, stage.dir)
+    return PretokenizedDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                  callbacks=[preemption], precomputed_reference=cfg.dpo.reference == "precomputed",
+                                  peak_tflops_per_device=cfg.launcher.peak_tflops_per_device)
 
-    # ---- export, validation, manifest ----
-    finish_training(stage, trainer, result, tokenizer, wandb_run, cfg.sft.validation_prompt, reference_model=sft_export)
+
+def attach_reference(cfg: DictConfig, trainer, dataset, reference_export: str, reference_sha256: str,
+                     fingerprint: str) -> dict[str, Any]:
+    """Give the trainer its reference: cached log-probs as dataset columns, or (live) a sharded model."""
+    if cfg.dpo.reference == "live":
+        trainer.ref_model = ref.load_sharded_reference(cfg, reference_export, trainer.accelerator)
+        return {"mode": "live", "num_forward_pairs": 0}
+    key = ref.reference_cache_key(cfg, reference_sha256, fingerprint)
+    cache = ref.ReferenceCache(stage_dir(cfg, "dpo") / REFERENCE_CACHE)
+    cached = cache.load(key)
+    report: dict[str, Any] = {"mode": "precomputed", "cache_key": key, "cache_path": str(cache.root),
+                              "pairs_fingerprint": fingerprint, "num_pairs": len(dataset)}
+    if cached is None:
+        cached, report["check"] = _reference_pass(cfg, trainer, dataset, reference_export)
+        cache.save(key, *cached, record={**report, "reference_export": reference_export,
+                                         "reference_sha256": reference_sha256})
+        report.update(cache="miss", num_forward_pairs=len(dataset))
+    else:
+        report.update(cache="hit", num_forward_pairs=0)
+        log.info("reference log-probs: cache hit %s (no reference forward)", key)
+    trainer.train_dataset = ref.with_reference_columns(dataset, *cached)
+    return report
+
+
+def _reference_pass(cfg: DictConfig, trainer, dataset, reference_export: str):
+    started = time.time()
+    reference = ref.load_sharded_reference(cfg, reference_export, trainer.accelerator)
+    chosen, rejected = ref.compute_reference_logps(trainer, reference, dataset, cfg.dpo.reference_batch_size)
+    check = ref.check_against_single_pairs(trainer, reference, dataset, chosen, rejected,
+                                           cfg.dpo.reference_check_pairs, cfg.dpo.reference_check_tolerance)
+    ref.free(reference)
+    check["pass_wall_s"] = round(time.time() - started, 2)
+    log.info("reference log-probs of %d pairs in %.1f s (check: %s)", len(dataset), check["pass_wall_s"], check)
+    return (chosen, rejected), check
+
+
+# ---- exports ----
+
+def validated_export(cfg: DictConfig, manifest: dict, stage: str = "sft") -> str:
+    """A training stage's export path, if its manifest says it was validated and its files still hash as recorded.
+
+    Rank 0 hashes (a 70B export is 140 GB) and every rank raises the same error, before any model loads.
+    """
+    record = manifest.get("outputs", {}).get("model", {})
+    problem = broadcast_object(_export_problem(record) if dist_info().is_main else None)
+    if problem:
+        command = "med42 sft" if stage == "sft" else "med42 dpo"
+        raise StageInputError(f"{cfg.run_dir}/{stage}/manifest.json: {problem}; rerun "
+                              f"`{command} run_dir={cfg.run_dir} overwrite=true` to export and validate it again")
+    return record["path"]
+
+
+def _export_problem(record: dict):
+    path = record.get("path")
+    if not record.get("validated") or not record.get("sha256"):
+        return f"the export {path} is not recorded as validated (outputs.model.validated / sha256 missing)"
+    if not path or not Path(path).is_dir():
+        return f"the export folder {path} is missing"
+    actual = sha256_tree(Path(path))
+    if actual != record["sha256"]:
+        return f"{path} changed after validation (sha256 {actual[:12]}..., recorded {record['sha256'][:12]}...)"
+    return None
