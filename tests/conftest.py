@@ -17,6 +17,7 @@ SMALL_RUN_OVERRIDES = [
     "sft.save_steps=8",
     "dpo.max_steps=6",
     "dpo.save_steps=3",
+    "dpo.logging_steps=1",
     "eval.limit=16",
 ]
 PLANTED_SECRET = "wandb-secret-0123456789abcdef"

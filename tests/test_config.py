@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from med42_train.config import CONFIG_DIR, ConfigError, load_config, sft_gradient_accumulation, stage_config_hash
+from med42_train.config import (
+    CONFIG_DIR, ConfigError, dpo_gradient_accumulation, load_config, sft_gradient_accumulation, stage_config_hash,
+)
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
@@ -37,6 +39,36 @@ def test_paper_numbers_reach_the_8b_and_70b_experiments():
     # paper: 262,144 tokens per step for 8B, 393,216 for 70B, in 8,192-token rows
     assert (cfg8.sft.tokens_per_step, cfg70.sft.tokens_per_step) == (262144, 393216)
     assert sft_gradient_accumulation(cfg8, 16) == 2 and sft_gradient_accumulation(cfg70, 48) == 1
+
+
+def test_paper_dpo_settings_reach_the_8b_and_70b_experiments():
+    cfg8, cfg70 = load_config(["experiment=med42_v2_8b"]), load_config(["experiment=med42_v2_70b"])
+    for cfg in (cfg8, cfg70):
+        assert (cfg.dpo.iterations, cfg.dpo.num_train_epochs, cfg.data.preference_max_length) == (3, 1, 4096)
+        assert (cfg.dpo.lr_scheduler_type, cfg.dpo.reference_model) == ("cosine", "previous")
+    # paper: DPO batch 256 pairs on 2 nodes (8B), 128 pairs on 4 nodes (70B)
+    assert (cfg8.dpo.pairs_per_step, cfg70.dpo.pairs_per_step, cfg70.dpo.nnodes) == (256, 128, 4)
+    assert dpo_gradient_accumulation(cfg8, 16) == 8 and dpo_gradient_accumulation(cfg70, 32) == 4
+    with pytest.raises(ConfigError, match=r"dpo.pairs_per_step=128, which do not split evenly over 48 ranks"):
+        dpo_gradient_accumulation(cfg70, 48)  # the SFT's 6 nodes
+
+
+@pytest.mark.parametrize("override, message", [
+    ("dpo.loss_type=dpo_v2", "not one of TRL's DPO losses"),
+    ("dpo.reference=cached", "use precomputed or live"),
+    ("dpo.reference_model=base", "use previous"),
+    ("dpo.iterations=0", "at least one DPO iteration"),
+])
+def test_bad_dpo_settings_fail_at_composition(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config([override])
+
+
+def test_a_dpo_round_keeps_its_identity_when_iterations_are_added():
+    two, three = load_config(["dpo.iterations=2"]), load_config(["dpo.iterations=3"])
+    assert stage_config_hash(two, "dpo/iter_1") == stage_config_hash(three, "dpo/iter_1")
+    assert stage_config_hash(two, "dpo") != stage_config_hash(three, "dpo")
+    assert stage_config_hash(two, "dpo/iter_1") != stage_config_hash(load_config(["dpo.beta=0.2"]), "dpo/iter_1")
 
 
 @pytest.mark.parametrize("world_size, micro_batch_rows, expected", [(1, 1, 32), (16, 1, 2), (16, 2, 1), (4, 8, 1)])

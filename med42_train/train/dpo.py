@@ -70,6 +70,7 @@ def run(cfg: DictConfig) -> None:
     preemption = install_preemption()
     # The global batch is fixed in pairs; refuse a world size that cannot make it before any model loads.
     accumulation = dpo_gradient_accumulation(cfg, dist_info().world_size)
+    _refuse_iterations_without_pairs(cfg)
     stage = begin_stage(cfg, "dpo", stage_inputs(cfg), keep_rounds=True)
     if stage is None:
         return
@@ -147,17 +148,24 @@ def _remove_rounds_beyond(directory: Path, num_iterations: int) -> None:
 
 # ---- pairs ----
 
+def _refuse_iterations_without_pairs(cfg: DictConfig) -> None:
+    """Every round must have pairs: found now, not after the rounds before it have trained."""
+    record = require_complete(cfg, "data")["outputs"]["preference_dataset"]
+    tagged = set(load_from_disk(record["path"]).unique("iteration"))
+    for k in range(1, cfg.dpo.iterations + 1):
+        if k not in tagged:
+            fewer = f", or set dpo.iterations={k - 1}" if k > 1 else ""
+            raise StageInputError(f"{record['path']}: no preference pairs are tagged iteration {k}. Add a "
+                                  f"preference source with `iteration: {k}` to the recipe (data_recipes/README.md) "
+                                  f"and re-run `med42 data`{fewer}")
+
+
 def iteration_pairs(cfg: DictConfig, k: int, tokenizer):
     """The checked pairs of iteration k (a Dataset of the three id columns), the check's report, their fingerprint."""
     record = require_complete(cfg, "data")["outputs"]["preference_dataset"]
     full = load_from_disk(record["path"])
     rows = [i for i, it in enumerate(full["iteration"]) if it == k]
     where = f"DPO iteration {k} ({record['path']})"
-    if not rows:
-        fewer = f", or set dpo.iterations={k - 1}" if k > 1 else ""
-        raise StageInputError(f"{where}: no preference pairs are tagged iteration {k}. Add a preference source "
-                              f"with `iteration: {k}` to the recipe (data_recipes/README.md) and re-run "
-                              f"`med42 data`{fewer}")
     subset = full.select(rows).select_columns(PREFERENCE_COLUMNS)
     token_ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (BOS, EOT, HEADER_START)}
     kept, report = check_pairs(subset.data.table, token_ids, cfg.data.preference_max_length,
