@@ -82,6 +82,13 @@ def prepare_reference(model: torch.nn.Module, accelerator) -> torch.nn.Module:
     return model.to(accelerator.device)
 
 
+def num_fsdp_units(model: torch.nn.Module) -> int:
+    """FSDP2-wrapped modules: one per decoder layer plus the embedding/tail/root groups when sharded per layer."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return sum(isinstance(module, FSDPModule) for module in model.modules())
+
+
 def free(model: Optional[torch.nn.Module]) -> None:
     del model
     gc.collect()
