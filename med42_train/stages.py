@@ -6,7 +6,7 @@ STAGE_MODULES = {
     "dpo": "med42_train.train.dpo",
     "eval": "med42_train.eval.mcqa",
     "elo": "med42_train.eval.elo",
-    "report": "med42_train.eval.report",
+    "report": "med42_train.report.stage",
     "pipeline": "med42_train.launch.local",
 }
 

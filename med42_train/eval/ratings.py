@@ -80,15 +80,31 @@ def bootstrap_ratings(table: GameTable, num_rounds: int, seed: int, anchor: floa
     return np.stack([fit_ratings(table, draw.reshape(table.counts.shape), anchor) for draw in draws])
 
 
+def _pair_matrices(table: GameTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(wins[i, j] of i over j, ties[i, j], games[i, j]) between every two models."""
+    num_models = len(table.models)
+    wins, ties, games = (np.zeros((num_models, num_models)) for _ in range(3))
+    for (i, j), (wins_i, wins_j, num_ties) in zip(table.pairs, table.counts):
+        wins[i, j], wins[j, i] = wins_i, wins_j
+        ties[i, j] = ties[j, i] = num_ties
+        games[i, j] = games[j, i] = wins_i + wins_j + num_ties
+    return wins, ties, games
+
+
+def _share(part: np.ndarray, games: np.ndarray) -> np.ndarray:
+    return np.where(games > 0, part / np.where(games > 0, games, 1), np.nan)
+
+
 def win_rate_matrix(table: GameTable) -> np.ndarray:
     """rates[i, j] = wins of i over j / games between them (ties in the denominator); NaN where none were played."""
-    num_models = len(table.models)
-    wins, games = np.zeros((num_models, num_models)), np.zeros((num_models, num_models))
-    for (i, j), (wins_i, wins_j, ties) in zip(table.pairs, table.counts):
-        wins[i, j], wins[j, i] = wins_i, wins_j
-        games[i, j] = games[j, i] = wins_i + wins_j + ties
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(games > 0, wins / np.where(games > 0, games, 1), np.nan)
+    wins, _, games = _pair_matrices(table)
+    return _share(wins, games)
+
+
+def tie_rate_matrix(table: GameTable) -> np.ndarray:
+    """ties between i and j / games between them; NaN where none were played."""
+    _, ties, games = _pair_matrices(table)
+    return _share(ties, games)
 
 
 def unbeaten_or_winless(table: GameTable) -> list[str]:
@@ -115,6 +131,12 @@ def rate(table: GameTable, num_rounds: int, seed: int, anchor: float = 1000.0) -
     order = np.argsort(-ratings)
     board = [{"model": table.models[k], "rating": float(ratings[k]), "ci_low": float(lower[k]),
               "ci_high": float(upper[k]), "num_games": int(games[k])} for k in order]
-    return {"leaderboard": board, "models": table.models, "win_rate": win_rate_matrix(table).tolist(),
+    return {"leaderboard": board, "models": table.models, "win_rate": _nan_to_none(win_rate_matrix(table)),
+            "tie_rate": _nan_to_none(tie_rate_matrix(table)),
             "num_games": table.num_games, "bootstrap_rounds": num_rounds, "anchor": anchor,
             "unbounded": unbeaten_or_winless(table)}
+
+
+def _nan_to_none(matrix: np.ndarray) -> list[list]:
+    """JSON has no NaN: an unplayed pair is null."""
+    return [[None if np.isnan(value) else float(value) for value in row] for row in matrix]
