@@ -1,0 +1,47 @@
+"""The elo stage in the demo pipeline: answers, judgments, ratings, the counts in the manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from med42_train.config import ConfigError, load_config
+
+
+def test_demo_elo_outputs(demo_run):
+    elo = demo_run / "elo"
+    ratings = json.loads((elo / "ratings.json").read_text())
+    models = [row["model"] for row in ratings["leaderboard"]]
+    assert models and set(models) == set(ratings["models"]) and "base" in models and "sft" in models
+    num_pairs = len(models) * (len(models) - 1) // 2
+    assert ratings["num_games"] == num_pairs * ratings["num_questions"]
+    judgments = [json.loads(line) for line in (elo / "judgments.jsonl").read_text().splitlines()]
+    assert len(judgments) == ratings["judging"]["num_judgments"] <= 2 * ratings["num_games"]
+    judging = ratings["judging"]
+    assert judging["num_parsed"] + judging["num_logprob_fallbacks"] == judging["num_judgments"]
+    for model in models:
+        lines = (elo / "answers" / f"{model}.jsonl").read_text().splitlines()
+        assert len(lines) == ratings["num_questions"]
+    for row in ratings["leaderboard"]:
+        assert row["ci_low"] <= row["rating"] <= row["ci_high"]
+    manifest = json.loads((elo / "manifest.json").read_text())
+    assert "questions" in manifest["inputs"] and manifest["figures"]["judging"] == judging
+
+
+@pytest.mark.parametrize("override, message", [
+    ("elo.top_p=1.5", "elo.top_p"),
+    ("elo.models=[base]", "two or more"),
+    ("elo.bootstrap_rounds=-1", "elo.bootstrap_rounds"),
+    ("report.figure_format=gif", "report.figure_format"),
+])
+def test_bad_elo_and_report_overrides_fail_at_composition(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config([override])
+
+
+def test_card_sampling_reaches_the_8b_experiment():
+    cfg = load_config(["experiment=med42_v2_8b"])
+    assert (cfg.elo.temperature, cfg.elo.top_k, cfg.elo.top_p, cfg.elo.max_new_tokens) == (0.4, 150, 0.75, 512)
+    assert cfg.elo.judge.name_or_path == "prometheus-eval/prometheus-8x7b-v2.0"
+    assert "Relevance" in cfg.elo.judge.rubric and cfg.elo.system_prompt.startswith("You are a helpful, respectful")
