@@ -165,9 +165,9 @@ class JudgeConfig:
     """The pairwise judge of the elo stage."""
 
     # A hub id, a local HF folder, or a stage label of this run (`base`, `sft`): the demo judges with its base model.
-    name_or_path: str = "prometheus-eval/prometheus-8x7b-v2.0"
+    name_or_path: str = "prometheus-eval/prometheus-8x7b-v2.0"  # paper: Prometheus-8x7b-v2.0 judged the card's Elo
     dtype: str = "bfloat16"
-    rubric: str = MED42_RUBRIC
+    rubric: str = MED42_RUBRIC  # paper: the card's five-point rubric
     max_new_tokens: int = 1024  # room for the feedback before `[RESULT] A|B`
     temperature: float = 0.0  # 0 = greedy: the same answers always get the same verdict
     batch_size: int = 4  # prompts per generate call
@@ -182,15 +182,15 @@ class EloConfig:
     num_questions: Optional[int] = None  # only the first N questions (smoke runs); null = all
     models: list[str] = field(default_factory=lambda: ["base", "sft", "dpo"])  # labels as in eval.models
     extra_models: list[str] = field(default_factory=list)  # local HF folders (e.g. a released Med42-v2)
-    system_prompt: str = MED42_SYSTEM_PROMPT
-    temperature: float = 0.4
-    top_k: int = 150
-    top_p: float = 0.75
-    max_new_tokens: int = 512
+    system_prompt: str = MED42_SYSTEM_PROMPT  # paper: the same simple system prompt for every model
+    temperature: float = 0.4  # paper: the card's sampling
+    top_k: int = 150  # paper
+    top_p: float = 0.75  # paper
+    max_new_tokens: int = 512  # paper
     batch_size: int = 8  # questions per generate call (transformers path; vLLM schedules its own batches)
     questions_per_pair: Optional[int] = None  # null = every pair on every question; N = a seeded sample per pair
-    bootstrap_rounds: int = 1000  # resamples of the outcome counts for the 95% intervals
-    anchor_rating: float = 1000.0  # the ratings' mean
+    bootstrap_rounds: int = 1000  # ours: multinomial resamples of the outcome counts for the 95% intervals
+    anchor_rating: float = 1000.0  # ours: the ratings' mean (the card does not state its anchor)
     # Answers cached per model export hash and decoding settings, shared by the runs beside this one.
     cache_dir: str = "${run_dir}/../.cache/elo"
     judge: JudgeConfig = field(default_factory=JudgeConfig)

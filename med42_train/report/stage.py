@@ -49,7 +49,6 @@ def run(cfg: DictConfig) -> None:
                  wandb_run_id=wandb_run.id)
     wandb_run.finish()
     log.info("report: %s", html_path)
-    print(f"report: {html_path}")
 
 
 def build_context(cfg: DictConfig, figure_dir: Path) -> tuple[dict, list[dict]]:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from med42_train.config import ConfigError, load_config
+from tests.conftest import SMALL_RUN_OVERRIDES
 
 
 def test_demo_elo_outputs(demo_run):
@@ -45,3 +46,28 @@ def test_card_sampling_reaches_the_8b_experiment():
     assert (cfg.elo.temperature, cfg.elo.top_k, cfg.elo.top_p, cfg.elo.max_new_tokens) == (0.4, 150, 0.75, 512)
     assert cfg.elo.judge.name_or_path == "prometheus-eval/prometheus-8x7b-v2.0"
     assert "Relevance" in cfg.elo.judge.rubric and cfg.elo.system_prompt.startswith("You are a helpful, respectful")
+
+
+def test_killed_elo_stage_resumes_without_rejudging(demo_run, tmp_path):
+    """A copy of the demo run whose elo stage was killed half-way through judging: the re-run judges only the
+    missing half and reproduces the ratings (greedy judge, answers from the shared cache)."""
+    import shutil
+
+    from med42_train.eval import elo
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(demo_run, run_dir, ignore=shutil.ignore_patterns("checkpoints", "wandb", "report"))
+    original = json.loads((run_dir / "elo" / "ratings.json").read_text())
+    for name in ("COMPLETE", "manifest.json", "ratings.json", "started.json"):  # as if killed while judging
+        (run_dir / "elo" / name).unlink()
+    lines = (run_dir / "elo" / "judgments.jsonl").read_text().splitlines()
+    kept = len(lines) // 2
+    (run_dir / "elo" / "judgments.jsonl").write_text("\n".join(lines[:kept]) + "\n")
+    cfg = load_config([f"run_dir={run_dir}", "logger.wandb=false", *SMALL_RUN_OVERRIDES,
+                       f"elo.cache_dir={demo_run.parent / '.cache' / 'elo'}"])  # the demo run's answer cache
+    elo.run(cfg)
+    resumed = json.loads((run_dir / "elo" / "ratings.json").read_text())
+    assert resumed["judging"]["num_reused"] == kept
+    assert resumed["judging"]["num_judged_this_run"] == len(lines) - kept
+    assert sum(resumed["answers_generated"].values()) == 0  # every answer came from the cache
+    assert [r["rating"] for r in resumed["leaderboard"]] == pytest.approx([r["rating"] for r in original["leaderboard"]])

@@ -121,6 +121,8 @@ def test_demo_report_has_every_section_and_figure(demo_run):
     manifest = json.loads((demo_run / "report" / "manifest.json").read_text())
     assert set(manifest["inputs"]) == {"data", "sft", "dpo", "eval", "elo"}
     assert f"report: {html_path}" in (demo_run / "pipeline.log").read_text()
+    logged = {p.name.split("_")[0] for p in demo_run.glob("wandb/offline-run-*/files/media/images/report/*.png")}
+    assert {"elo-ratings", "win-rate", "training-0"} <= logged  # the figures also went to W&B
 
 
 def test_demo_report_renders_in_headless_chromium(demo_run, tmp_path):
