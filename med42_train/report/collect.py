@@ -107,5 +107,12 @@ def mcqa_scores(run_dir: Path) -> Optional[dict]:
     return {str(model): tasks for model, tasks in summary.items() if isinstance(tasks, dict)}
 
 
+def eval_files(run_dir: Path) -> list[tuple[str, str]]:
+    """(name, relative link) of the eval stage's top-level tables (summary, comparison, any paper comparison)."""
+    folder = Path(run_dir) / "eval"
+    return [(p.name, f"../eval/{p.name}") for p in sorted(folder.glob("*")) if p.suffix in (".json", ".md", ".csv")
+            and p.name != MANIFEST]
+
+
 def paper_figures() -> dict:
     return yaml.safe_load(PAPER_FILE.read_text())

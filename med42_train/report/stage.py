@@ -65,6 +65,7 @@ def build_context(cfg: DictConfig, figure_dir: Path) -> tuple[dict, list[dict]]:
         "mixture": mixture, "removals": collect.removals(mixture),
         "training_figures": [f for f in made if f["kind"] == "training"],
         "mcqa": mcqa_table(collect.mcqa_scores(run_dir)), "paper_mcqa": paper_mcqa_table(paper),
+        "eval_files": collect.eval_files(run_dir),
         "elo": elo_rows(ratings, paper), "ratings": ratings,
         "elo_figures": [f for f in made if f["kind"] == "elo"],
         "manifests": collect.manifest_links(run_dir),

@@ -92,7 +92,7 @@ def test_partial_run_renders_with_notes_and_every_dpo_iteration(partial_run):
     html = (partial_run / "report" / "report.html").read_text()
     assert "No complete elo stage in this run." in html and "contaminated:demo_mcqa" in html
     assert "50.00 ± 10.00" in html and "Med42-v2 card" in html
-    assert "../dpo/iter_2/manifest.json" in page.links
+    assert "../dpo/iter_2/manifest.json" in page.links and "../eval/summary.json" in page.links
     markdown = (partial_run / "report" / "report.md").read_text()
     assert "## Clinical Elo tournament" in markdown and "](figures/training-1.png)" in markdown
     assert all((partial_run / "report" / "figures" / f"training-{k}.png").is_file() for k in range(3))
