@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import yaml
 
-from med42_train.runtime.rundir import COMPLETE, MANIFEST
+from med42_train.runtime.rundir import COMPLETE, MANIFEST, STARTED
 
 PAPER_FILE = Path(__file__).parent / "paper.yaml"
 UPSTREAM_STAGES = ("data", "sft", "dpo", "eval", "elo")
@@ -111,7 +111,7 @@ def eval_files(run_dir: Path) -> list[tuple[str, str]]:
     """(name, relative link) of the eval stage's top-level tables (summary, comparison, any paper comparison)."""
     folder = Path(run_dir) / "eval"
     return [(p.name, f"../eval/{p.name}") for p in sorted(folder.glob("*")) if p.suffix in (".json", ".md", ".csv")
-            and p.name != MANIFEST]
+            and p.name not in (MANIFEST, STARTED)]  # the stage's own bookkeeping is linked elsewhere or not at all
 
 
 def paper_figures() -> dict:
