@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from med42_train.config import ConfigError
 from med42_train.eval.answers import answer_all, load_questions, questions_path
 from med42_train.eval.checkpoints import RunModel, check_model_labels, is_stage_label, run_models
 from med42_train.eval.judge import HFJudge, JudgmentStore
@@ -32,6 +33,7 @@ def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
 
 def run(cfg: DictConfig) -> None:
     models, judge_model, inputs = _resolve(cfg)
+    check_judge_template(judge_model.path, cfg.model.trust_remote_code)  # before hours of answer generation
     stage = begin_stage(cfg, "elo", inputs)
     if stage is None:
         return
@@ -98,6 +100,15 @@ def _judge_model(cfg: DictConfig, inputs: dict) -> RunModel:
         inputs["judge"] = {"path": str(path), "sha256": sha256_tree(path)}
         return RunModel(path.name, str(path), inputs["judge"]["sha256"], None)
     return RunModel(name, name, None, None)  # a hub id: resolved (and cached) by transformers
+
+
+def check_judge_template(path: str, trust_remote_code: bool) -> None:
+    """The judge is prompted through its own chat template: refuse one without it, before any model loads."""
+    from transformers import AutoTokenizer
+
+    if not AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code).chat_template:
+        raise ConfigError(f"elo.judge.name_or_path={path!r} has no chat template (tokenizer_config.json "
+                          "chat_template): use a chat/instruct judge such as prometheus-eval/prometheus-8x7b-v2.0")
 
 
 def _write_answers(path: Path, model: RunModel, questions: dict[str, str], answers: dict[str, str]) -> None:

@@ -71,3 +71,15 @@ def test_killed_elo_stage_resumes_without_rejudging(demo_run, tmp_path):
     assert resumed["judging"]["num_judged_this_run"] == len(lines) - kept
     assert sum(resumed["answers_generated"].values()) == 0  # every answer came from the cache
     assert [r["rating"] for r in resumed["leaderboard"]] == pytest.approx([r["rating"] for r in original["leaderboard"]])
+
+
+def test_judge_without_chat_template_is_refused_before_any_model_loads(tmp_path):
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+
+    from med42_train.eval.elo import check_judge_template
+
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
+                            ).save_pretrained(str(tmp_path))
+    with pytest.raises(ConfigError, match="no chat template"):
+        check_judge_template(str(tmp_path), trust_remote_code=False)
