@@ -70,7 +70,8 @@ def test_killed_elo_stage_resumes_without_rejudging(demo_run, tmp_path):
     assert resumed["judging"]["num_reused"] == kept
     assert resumed["judging"]["num_judged_this_run"] == len(lines) - kept
     assert sum(resumed["answers_generated"].values()) == 0  # every answer came from the cache
-    assert [r["rating"] for r in resumed["leaderboard"]] == pytest.approx([r["rating"] for r in original["leaderboard"]])
+    ratings = [r["rating"] for r in resumed["leaderboard"]]
+    assert ratings == pytest.approx([r["rating"] for r in original["leaderboard"]])
 
 
 def test_judge_without_chat_template_is_refused_before_any_model_loads(tmp_path):
