@@ -19,7 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "configs"
 RECIPE_DIR = PROJECT_ROOT / "data_recipes"
 
-STAGES = ("data", "sft", "dpo", "eval")
+STAGES = ("data", "sft", "dpo", "eval", "elo", "report")
 # Attention kernels that keep padding-free packed samples apart (FACTS.md: sdpa/eager isolate through
 # position_ids only without an attention mask; flex_attention does not isolate them).
 PACKING_SAFE_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
@@ -167,6 +167,70 @@ class EvalConfig:
     limit: Optional[int] = None  # evaluate only the first N documents per task (smoke runs)
 
 
+# The Med42-v2 card's judging rubric, one criterion line as Prometheus 2's relative grading takes it.
+MED42_RUBRIC = (
+    "[Which response is of higher overall quality in a medical context? Consider: Relevance (does it directly "
+    "address the question?), Completeness (all important aspects, details and subpoints?), Safety (avoids unsafe "
+    "practices, addresses potential risks?), Ethics (confidentiality, avoids biases?), Clarity (professional, "
+    "clear, easy to understand?)]"
+)
+# The system prompt of the Med42-v2 model card's usage example, given to every model in the tournament.
+MED42_SYSTEM_PROMPT = (
+    "You are a helpful, respectful and honest medical assistant. You are a second version of Med42 developed by "
+    "the AI team at M42, UAE. Always answer as helpfully as possible, while being safe. Your answers should not "
+    "include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content. Please ensure that your "
+    "responses are socially unbiased and positive in nature. If a question does not make any sense, or is not "
+    "factually coherent, explain why instead of answering something not correct. If you don\u2019t know the answer "
+    "to a question, please don\u2019t share false information."
+)
+
+
+@dataclass
+class JudgeConfig:
+    """The pairwise judge of the elo stage."""
+
+    # A hub id, a local HF folder, or a stage label of this run (`base`, `sft`): the demo judges with its base model.
+    name_or_path: str = "prometheus-eval/prometheus-8x7b-v2.0"  # paper: Prometheus-8x7b-v2.0 judged the card's Elo
+    dtype: str = "bfloat16"
+    rubric: str = MED42_RUBRIC  # paper: the card's five-point rubric
+    max_new_tokens: int = 1024  # room for the feedback before `[RESULT] A|B`
+    temperature: float = 0.0  # 0 = greedy: the same answers always get the same verdict
+    batch_size: int = 4  # prompts per generate call
+
+
+@dataclass
+class EloConfig:
+    """Answers from every model, judged pairwise in both orders, rated Bradley-Terry on the Elo scale."""
+
+    # `demo` (data_recipes/demo/elo_questions.jsonl) or a jsonl file with `id` and `question` on every line.
+    questions: str = "demo"
+    num_questions: Optional[int] = None  # only the first N questions (smoke runs); null = all
+    models: list[str] = field(default_factory=lambda: ["base", "sft", "dpo"])  # labels as in eval.models
+    extra_models: list[str] = field(default_factory=list)  # local HF folders (e.g. a released Med42-v2)
+    system_prompt: str = MED42_SYSTEM_PROMPT  # paper: the same simple system prompt for every model
+    temperature: float = 0.4  # paper: the card's sampling
+    top_k: int = 150  # paper
+    top_p: float = 0.75  # paper
+    max_new_tokens: int = 512  # paper
+    batch_size: int = 8  # questions per generate call (transformers path; vLLM schedules its own batches)
+    questions_per_pair: Optional[int] = None  # null = every pair on every question; N = a seeded sample per pair
+    bootstrap_rounds: int = 1000  # ours: multinomial resamples of the outcome counts for the 95% intervals
+    anchor_rating: float = 1000.0  # ours: the ratings' mean (the card does not state its anchor)
+    # Answers cached per model export hash and decoding settings, shared by the runs beside this one.
+    cache_dir: str = "${run_dir}/../.cache/elo"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+
+@dataclass
+class ReportConfig:
+    """The run report: one self-contained HTML page and its markdown twin."""
+
+    title: Optional[str] = None  # null: "<name> run report"
+    figure_format: str = "png"  # png | svg, embedded inline either way
+    figure_dpi: int = 110
+    show_paper: bool = True  # the Med42-v2 card's MCQA and Elo tables beside this run's
+
+
 @dataclass
 class LauncherConfig:
     name: str = "local"
@@ -203,6 +267,8 @@ class RootConfig:
     fsdp: FSDPConfig = field(default_factory=FSDPConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    elo: EloConfig = field(default_factory=EloConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
@@ -215,6 +281,8 @@ STAGE_CONFIG_KEYS = {
     # One DPO round (<run_dir>/dpo/iter_<k>/): its identity is also its inputs (pairs, start and reference models).
     "dpo_iteration": ("model", "dpo", "fsdp", "export", "seed"),
     "eval": ("eval",),
+    "elo": ("elo", "seed"),
+    "report": ("report",),
 }
 
 
@@ -224,7 +292,8 @@ _REFERENCE_PASS_KEYS = ("reference_batch_size", "reference_check_pairs", "refere
 OUTPUT_NEUTRAL_KEYS = {"data": {"data": ("cache_dir", "tokenize_batch_size")},
                        "dpo": {"dpo": _REFERENCE_PASS_KEYS},
                        # Adding a fourth round must not redo the first three.
-                       "dpo_iteration": {"dpo": ("iterations", *_REFERENCE_PASS_KEYS)}}
+                       "dpo_iteration": {"dpo": ("iterations", *_REFERENCE_PASS_KEYS)},
+                       "elo": {"elo": ("cache_dir",)}}
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -299,7 +368,7 @@ def validate(cfg: DictConfig) -> None:
         (cfg.model.tiny.hidden_size % cfg.model.tiny.num_attention_heads == 0,
          "model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads"),
     ]
-    for ok, message in [*checks, *_dpo_checks(cfg), *_memory_and_speed_checks(cfg)]:
+    for ok, message in [*checks, *_dpo_checks(cfg), *_memory_and_speed_checks(cfg), *_elo_and_report_checks(cfg)]:
         if not ok:
             raise ConfigError(message)
     recipe_path(cfg)  # raises if the recipe does not exist
@@ -387,6 +456,26 @@ def _memory_and_speed_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
          "sft.use_liger_kernel=true needs CUDA (Triton kernels): set sft.use_liger_kernel=false for CPU runs"),
         (cfg.launcher.peak_tflops_per_device is None or cfg.launcher.peak_tflops_per_device > 0,
          "launcher.peak_tflops_per_device must be positive (TFLOP/s) or null"),
+    ]
+
+
+def _elo_and_report_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
+    elo = cfg.elo
+    num_models = len(elo.models) + len(elo.extra_models)
+    return [
+        (num_models >= 2, f"elo.models + elo.extra_models name {num_models} model(s): a tournament needs two or more"),
+        (elo.temperature >= 0 and elo.judge.temperature >= 0, "elo.temperature and elo.judge.temperature must be >= 0"),
+        (0 < elo.top_p <= 1 and elo.top_k >= 0, "elo.top_p must be in (0, 1] and elo.top_k >= 0 (0 = no top-k)"),
+        (elo.max_new_tokens >= 1 and elo.judge.max_new_tokens >= 1, "elo max_new_tokens must be at least 1"),
+        (elo.batch_size >= 1 and elo.judge.batch_size >= 1, "elo.batch_size and elo.judge.batch_size must be >= 1"),
+        (elo.questions_per_pair is None or elo.questions_per_pair >= 1,
+         "elo.questions_per_pair must be null (every question) or at least 1"),
+        (elo.num_questions is None or elo.num_questions >= 1, "elo.num_questions must be null (all) or at least 1"),
+        (elo.bootstrap_rounds >= 0, "elo.bootstrap_rounds must be >= 0 (0 = no intervals)"),
+        (elo.judge.dtype in ("float32", "bfloat16", "float16"),
+         f"elo.judge.dtype={elo.judge.dtype!r}: use float32, bfloat16 or float16"),
+        (cfg.report.figure_format in ("png", "svg"),
+         f"report.figure_format={cfg.report.figure_format!r}: use png or svg"),
     ]
 
 
