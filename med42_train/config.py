@@ -25,6 +25,10 @@ STAGES = ("data", "sft", "dpo", "eval")
 PACKING_SAFE_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
 
 
+# The datasets of the shipped eval tasks: keys of eval.data_files (med42_train/eval/tasks/*.yaml `dataset`).
+EVAL_DATA_KEYS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "usmle", "demo_mcqa")
+
+
 class ConfigError(ValueError):
     """A user-facing configuration mistake; the message names the key and the fix."""
 
@@ -133,13 +137,26 @@ class ExportConfig:
 
 @dataclass
 class EvalConfig:
-    tasks: list[str] = field(default_factory=lambda: ["med42_demo_mcqa"])
+    # lm-eval task or group names shipped in med42_train/eval/tasks/ (`*_full`: Med42's full-answer scoring,
+    # `*_letter`: the harness default); checked when the config loads.
+    tasks: list[str] = field(default_factory=lambda: ["med42_demo_mcqa_full"])
+    # Stage labels (base, sft, dpo = every DPO iteration) or local HF model folders (eval/checkpoints.py).
     models: list[str] = field(default_factory=lambda: ["base", "sft", "dpo"])
+    # Local copies instead of the hub, one per dataset key (medqa, medmcqa, pubmedqa, mmlu, mmlu_pro, usmle,
+    # demo_mcqa), e.g. eval.data_files.medqa=/data/medqa/test.jsonl; layouts in README (evaluation).
+    data_files: dict[str, Optional[str]] = field(default_factory=lambda: dict.fromkeys(EVAL_DATA_KEYS))
     num_fewshot: int = 0
     apply_chat_template: bool = True
     system_prompt: Optional[str] = None
     batch_size: int = 8
     limit: Optional[int] = None  # evaluate only the first N documents per task (smoke runs)
+    # Per model x task results, keyed by the model export's hash + task definition hash + protocol; kept outside
+    # <run_dir>/eval/ so that overwrite=true (e.g. after adding a task) re-runs only what is not cached.
+    cache_dir: str = "${run_dir}/../.cache/eval"
+    backend: str = "hf"  # hf (transformers) | vllm (when installed; GPU only)
+    # hf: shard one model across the node's GPUs with a device map (a 70B does not fit one GPU). Untested here.
+    parallelize: bool = False
+    tensor_parallel_size: int = 1  # vllm: GPUs per model. Untested here (no GPU on CI).
 
 
 @dataclass
@@ -193,7 +210,7 @@ STAGE_CONFIG_KEYS = {
 
 # Keys that change where or in what batches a stage works, never what it produces: a moved run directory (its
 # cache_dir follows run_dir) or another batch size must not make a COMPLETE stage look out of date.
-OUTPUT_NEUTRAL_KEYS = {"data": ("cache_dir", "tokenize_batch_size")}
+OUTPUT_NEUTRAL_KEYS = {"data": ("cache_dir", "tokenize_batch_size"), "eval": ("cache_dir",)}
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -242,6 +259,8 @@ def _explain_compose_error(err: Exception) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Reject combinations that would run but train or evaluate something silently wrong."""
+    import importlib.util
+
     checks = [
         (cfg.model.dtype in ("float32", "bfloat16", "float16"),
          f"model.dtype={cfg.model.dtype!r} is not a dtype: use float32, bfloat16 or float16"),
@@ -257,8 +276,9 @@ def validate(cfg: DictConfig) -> None:
         (cfg.logger.mode in ("online", "offline", "disabled"),
          f"logger.mode={cfg.logger.mode!r}: use online, offline or disabled"),
         (len(cfg.eval.tasks) > 0, "eval.tasks is empty: name at least one task"),
-        (set(cfg.eval.models) <= {"base", "sft", "dpo"},
-         f"eval.models={list(cfg.eval.models)}: choose from base, sft, dpo"),
+        (cfg.eval.backend in ("hf", "vllm"), f"eval.backend={cfg.eval.backend!r}: use hf or vllm"),
+        (cfg.eval.backend != "vllm" or importlib.util.find_spec("vllm") is not None,
+         "eval.backend=vllm but the vllm package is not installed: `pip install vllm` (GPU) or eval.backend=hf"),
         (cfg.sft.learning_rate > 0 and cfg.dpo.learning_rate > 0, "learning rates must be positive"),
         (cfg.sft.per_device_train_batch_size >= 1 and cfg.dpo.per_device_train_batch_size >= 1,
          "per_device_train_batch_size must be at least 1"),
@@ -272,6 +292,21 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(message)
     recipe_path(cfg)  # raises if the recipe does not exist
+    _check_eval(cfg)
+
+
+def _check_eval(cfg: DictConfig) -> None:
+    """Unknown tasks, data files or model labels fail here, before data, SFT and DPO have run."""
+    from med42_train.eval.checkpoints import check_model_labels  # imports this module: import here
+    from med42_train.eval.task_defs import check_tasks
+
+    check_tasks(list(cfg.eval.tasks), local_data_files(cfg))
+    check_model_labels(list(cfg.eval.models))
+
+
+def local_data_files(cfg: DictConfig) -> dict[str, str]:
+    """The eval.data_files entries that are set (the others read the hub)."""
+    return {key: str(path) for key, path in cfg.eval.data_files.items() if path}
 
 
 def sft_gradient_accumulation(cfg: DictConfig, world_size: int) -> int:
