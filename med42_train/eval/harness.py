@@ -94,7 +94,7 @@ def protocol(cfg: DictConfig, task: str, results: dict, samples: dict, lm) -> di
         "task": task, "task_version": results.get("versions", {}).get(first_task),
         "variant": task_defs.variant(task), "num_fewshot": results.get("n-shot", {}).get(first_task),
         "apply_chat_template": bool(cfg.eval.apply_chat_template), "system_prompt": cfg.eval.system_prompt,
-        "chat_template_sha256": results.get("chat_template_sha"), "dtype": cfg.model.dtype,
+        "chat_template_sha256": _sha256(lm.chat_template(True)) if cfg.eval.apply_chat_template else None, "dtype": cfg.model.dtype,
         "batch_size": cfg.eval.batch_size, "limit": cfg.eval.limit, "backend": cfg.eval.backend,
         "first_request": first_request(samples.get(first_task, []), lm),
     }
@@ -112,4 +112,8 @@ def first_request(samples: list[dict], lm) -> dict[str, Any] | None:
     bos_id = lm.tokenizer.bos_token_id
     return {"continuation": continuation, "num_context_tokens": len(context_ids),
             "continuation_ids": list(continuation_ids), "num_bos": ids.count(bos_id) if bos_id is not None else 0,
-            "token_ids_sha256": hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()}
+            "token_ids_sha256": _sha256(",".join(map(str, ids)))}
+
+
+def _sha256(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest() if text else None

@@ -16,9 +16,10 @@ from typing import Any, Callable, Optional
 
 import datasets
 
+from med42_train.config import RECIPE_DIR  # where the demo task's default file lives (also from a copied utils.py)
+
 LETTERS = "ABCDEFGHIJ"  # MMLU-Pro has up to 10 options
 PUBMEDQA_CHOICES = ["yes", "no", "maybe"]
-RECIPE_DIR = Path(__file__).resolve().parents[3] / "data_recipes"  # where the demo task's default file lives
 
 
 # ----------------------------------------------------------------------------- prompt
