@@ -89,13 +89,14 @@ def split_task(results: dict, task: str, lm, cfg: DictConfig) -> dict[str, Any]:
 def protocol(cfg: DictConfig, task: str, results: dict, samples: dict, lm) -> dict[str, Any]:
     """What decides a score besides the model: enough to tell whether two runs are comparable."""
     first_task = task_defs.members(task)[0]
+    template = lm.chat_template(True) if cfg.eval.apply_chat_template else None
     return {
         "harness_version": metadata.version("lm_eval"),
         "task": task, "task_version": results.get("versions", {}).get(first_task),
         "variant": task_defs.variant(task), "num_fewshot": results.get("n-shot", {}).get(first_task),
         "apply_chat_template": bool(cfg.eval.apply_chat_template), "system_prompt": cfg.eval.system_prompt,
-        "chat_template_sha256": _sha256(lm.chat_template(True)) if cfg.eval.apply_chat_template else None, "dtype": cfg.model.dtype,
-        "batch_size": cfg.eval.batch_size, "limit": cfg.eval.limit, "backend": cfg.eval.backend,
+        "chat_template_sha256": _sha256(template), "dtype": cfg.model.dtype, "batch_size": cfg.eval.batch_size,
+        "limit": cfg.eval.limit, "backend": cfg.eval.backend, "parallelize": bool(cfg.eval.parallelize),
         "first_request": first_request(samples.get(first_task, []), lm),
     }
 
