@@ -84,3 +84,17 @@ def test_comparison_table_puts_the_paper_beside_ours():
     assert table.splitlines()[2:] == [
         "| base | med42_medqa_full | 60.00 | 1.00 | — | Llama3-8B-Instruct | 61.64 | -1.64 |",
         "| dpo_iter3 | med42_medqa_full | 65.00 | 1.00 | 60.00 | Med42-v2 8B | 62.84 | +2.16 |"]
+
+
+def test_the_demo_eval_set_shares_no_text_with_training_but_asks_what_it_teaches(demo_run):
+    from med42_train.config import RECIPE_DIR
+
+    report = json.loads((demo_run / "data" / "manifest.json").read_text())["decontamination"]["demo_mcqa"]
+    assert (report["items_indexed"], report["items_matched"], report["samples_removed"]) == (100, 0, 0)
+    demo = RECIPE_DIR / "demo"
+    training = " ".join([(demo / "medical_flashcards.json").read_text(), (demo / "medqa_train.jsonl").read_text(),
+                         (demo / "dialogues_sharegpt.json").read_text()]).lower()
+    items = [json.loads(line) for line in (demo / "mcqa_eval.jsonl").open()]
+    worded = [item for item in items if not item["answer"][:1].isdigit()]  # lab values are taught as ranges
+    assert len(worded) >= 80 and all(item["answer"].lower() in training for item in worded)
+    assert all(item["options"][item["answer_idx"]] == item["answer"] for item in items)
