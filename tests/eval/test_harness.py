@@ -44,3 +44,33 @@ def test_the_boundary_keeps_the_token_sequence_and_moves_only_the_split(real_lla
     plain, ours = real_llama3_lms
     context = ours.apply_chat_template(LIVER_QUESTION)
     assert sum(plain._encode_pair(context, "Liver"), []) == sum(ours._encode_pair(context, "Liver"), [])
+
+
+class _Recorder:
+    """Stands in for the harness's HFLM / VLLM: records the arguments the eval stage passes."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+def test_multi_gpu_settings_pass_through_to_the_harness(monkeypatch, tmp_path):
+    """Untested on GPUs here: this checks only that the settings reach lm-eval's own arguments."""
+    import sys
+    import types
+
+    import lm_eval.models.huggingface
+    from omegaconf import open_dict
+
+    from med42_train.config import load_config
+    from med42_train.eval.harness import build_lm
+
+    monkeypatch.setattr(lm_eval.models.huggingface, "HFLM", _Recorder)
+    monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", types.SimpleNamespace(VLLM=_Recorder))
+    cfg = load_config([f"run_dir={tmp_path}", "experiment=med42_v2_70b"])
+    sharded = build_lm(cfg, str(tmp_path))
+    assert sharded.kwargs["parallelize"] is True and "device" not in sharded.kwargs
+    assert isinstance(sharded, AnswerBoundary) and sharded.kwargs["dtype"] == "bfloat16"
+    with open_dict(cfg):
+        cfg.eval.backend, cfg.eval.tensor_parallel_size = "vllm", 8
+    vllm = build_lm(cfg, str(tmp_path))
+    assert vllm.kwargs["tensor_parallel_size"] == 8 and isinstance(vllm, AnswerBoundary)
