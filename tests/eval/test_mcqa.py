@@ -98,3 +98,24 @@ def test_the_demo_eval_set_shares_no_text_with_training_but_asks_what_it_teaches
     worded = [item for item in items if not item["answer"][:1].isdigit()]  # lab values are taught as ranges
     assert len(worded) >= 80 and all(item["answer"].lower() in training for item in worded)
     assert all(item["options"][item["answer_idx"]] == item["answer"] for item in items)
+
+
+def test_the_paper_suite_runs_on_local_copies_beside_the_paper_row(demo_run, realdata, tmp_path):
+    """A released model's folder name (here the demo SFT export under that name) picks the paper row compared."""
+    import shutil
+
+    folder = tmp_path / "Llama3-Med42-8B"
+    shutil.copytree(demo_run / "sft" / "model", folder)
+    run_med42(["eval", "experiment=med42_v2_8b", f"run_dir={tmp_path / 'run'}", f"eval.models=[{folder}]",
+               "eval.tasks=[med42_mmlu_clinical_full,med42_medqa_full]", "eval.limit=2", "logger.wandb=false",
+               "model.dtype=float32", f"eval.data_files.mmlu={realdata / 'mmlu_medical'}",
+               f"eval.data_files.medqa={realdata / 'medqa_usmle_4options_phrases_no_exclude_test.jsonl'}"])
+    table = (tmp_path / "run" / "eval" / "comparison.md").read_text()
+    assert "| Med42-v2 8B | 62.84 |" in table.split("| med42_medqa_full |")[1].splitlines()[0]
+    assert "| Med42-v2 8B | 75.76 |" in table.split("| med42_mmlu_clinical_full |")[1].splitlines()[0]
+    summary = json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())["Llama3-Med42-8B"]
+    assert {"med42_mmlu_clinical_full", "med42_mmlu_anatomy_full", "med42_medqa_full"} <= set(summary)
+    results = json.loads((tmp_path / "run" / "eval" / "Llama3-Med42-8B" / "results.json").read_text())
+    first = results["med42_medqa_full"]["protocol"]["first_request"]
+    medqa = json.loads((realdata / "medqa_usmle_4options_phrases_no_exclude_test.jsonl").open().readline())
+    assert first["num_bos"] == 1 and first["continuation"] == medqa["options"]["A"]
