@@ -28,6 +28,8 @@ def real_llama3_lms(llama3_tokenizer):
 def test_the_answer_is_scored_alone_after_the_chat_formatted_question(real_llama3_lms, llama3_tokenizer):
     plain, ours = real_llama3_lms
     context = ours.apply_chat_template(LIVER_QUESTION)
+    assert context == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhich organ makes bile?\n\n"
+                       "A. Heart\nB. Liver<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
     meta_ids = llama3_tokenizer.apply_chat_template(LIVER_QUESTION, add_generation_prompt=True, tokenize=True,
                                                     return_dict=False)
     context_ids, continuation_ids = ours._encode_pair(context, "Liver")
