@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Callable
 
-import jinja2
 from lm_eval.api.model import LM
 
-from med42_train.models.chat import BOS, META_LLAMA3_TEMPLATE
+from med42_train.models.chat import BOS, END_HEADER, EOT, META_LLAMA3_TEMPLATE, START_HEADER
 
 
 class FakeLM(LM):
-    """Scores each (context, continuation) request with `score`; renders chats with Meta's Llama 3 template."""
+    """Scores each (context, continuation) request with `score`; renders chats in Meta's Llama 3 format."""
 
     def __init__(self, score: Callable[[str, str], float]):
         super().__init__()
         self.score = score
         self.requests: list[tuple[str, str]] = []
-        self._template = jinja2.Environment().from_string(META_LLAMA3_TEMPLATE)
 
     def loglikelihood(self, requests):
         self.requests += [request.args for request in requests]
@@ -30,8 +28,8 @@ class FakeLM(LM):
         raise NotImplementedError
 
     def apply_chat_template(self, chat_history, add_generation_prompt=True) -> str:
-        return self._template.render(messages=chat_history, bos_token=BOS,
-                                     add_generation_prompt=add_generation_prompt)
+        turns = "".join(f"{START_HEADER}{m['role']}{END_HEADER}\n\n{m['content'].strip()}{EOT}" for m in chat_history)
+        return BOS + turns + (f"{START_HEADER}assistant{END_HEADER}\n\n" if add_generation_prompt else "")
 
     @property
     def tokenizer_name(self) -> str:
