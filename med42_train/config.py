@@ -277,6 +277,9 @@ def validate(cfg: DictConfig) -> None:
          f"logger.mode={cfg.logger.mode!r}: use online, offline or disabled"),
         (len(cfg.eval.tasks) > 0, "eval.tasks is empty: name at least one task"),
         (cfg.eval.backend in ("hf", "vllm"), f"eval.backend={cfg.eval.backend!r}: use hf or vllm"),
+        # The shipped tasks define no few-shot split: the harness would draw examples from the test set itself.
+        (cfg.eval.num_fewshot == 0, f"eval.num_fewshot={cfg.eval.num_fewshot}: the MCQA tasks are zero-shot (paper) "
+         f"and define no few-shot split; set eval.num_fewshot=0"),
         (cfg.eval.backend != "vllm" or importlib.util.find_spec("vllm") is not None,
          "eval.backend=vllm but the vllm package is not installed: `pip install vllm` (GPU) or eval.backend=hf"),
         (cfg.sft.learning_rate > 0 and cfg.dpo.learning_rate > 0, "learning rates must be positive"),

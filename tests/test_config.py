@@ -89,6 +89,7 @@ def test_overrides_reach_the_config_and_run_dir_is_made_absolute(tmp_path, monke
         ("eval.data_files.medqz=/tmp", ["eval.data_files.medqz", "spelling"]),
         ("eval.tasks=[med42_usmle_full]", ["med42_usmle_full", "eval.data_files.usmle"]),
         ("eval.backend=tgi", ["eval.backend", "hf or vllm"]),
+        ("eval.num_fewshot=5", ["eval.num_fewshot=0"]),
         ("data.recipe=missing_recipe", ["data.recipe", "demo"]),
         ("data.max_length=4096", ["data.max_length", "max_position_embeddings"]),
         ("model.dtype=float8", ["model.dtype"]),

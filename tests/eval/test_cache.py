@@ -22,7 +22,7 @@ def test_a_task_key_ignores_the_other_tasks_and_the_models(tmp_path):
 def test_the_protocol_and_the_data_file_change_the_key(tmp_path):
     base = load_config([f"run_dir={tmp_path}"])
     for override in ("eval.limit=3", "eval.system_prompt=Be brief.", "eval.apply_chat_template=false",
-                     "model.dtype=bfloat16", "eval.num_fewshot=1"):
+                     "model.dtype=bfloat16", "eval.batch_size=4"):
         assert cache.protocol_hash(load_config([f"run_dir={tmp_path}", override])) != cache.protocol_hash(base)
     data = tmp_path / "eval.jsonl"
     data.write_text('{"question": "q", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}\n')
