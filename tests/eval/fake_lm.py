@@ -6,6 +6,9 @@ from typing import Callable
 
 from lm_eval.api.model import LM
 
+from med42_train.config import load_config
+from med42_train.eval import harness
+from med42_train.eval.task_defs import TASK_DIR
 from med42_train.models.chat import BOS, END_HEADER, EOT, META_LLAMA3_TEMPLATE, START_HEADER
 
 
@@ -37,3 +40,9 @@ class FakeLM(LM):
 
     def chat_template(self, chat_template=False) -> str:
         return META_LLAMA3_TEMPLATE
+
+
+def evaluate_fake(tmp_path, lm: FakeLM, tasks: list[str], overrides: list[str], limit: int | None = None) -> dict:
+    """The eval stage's harness call (task -> result with samples and protocol) on a fake LM."""
+    cfg = load_config([f"run_dir={tmp_path / 'run'}", *overrides, f"eval.limit={limit or 'null'}"])
+    return harness.evaluate(cfg, lm, tasks, TASK_DIR)

@@ -10,7 +10,7 @@ import pytest
 from med42_train.config import load_config
 from med42_train.eval import harness
 from med42_train.eval.task_defs import TASK_DIR
-from tests.eval.fake_lm import FakeLM
+from tests.eval.fake_lm import FakeLM, evaluate_fake
 
 USER = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
 ASSISTANT = "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
@@ -20,17 +20,12 @@ DOCS = [{"question": "Which organ makes bile?", "answer": "Liver", "answer_idx":
          "options": {"A": "Skin", "B": "Liver", "C": "Brain", "D": "Bone"}}]
 
 
-def _evaluate(tmp_path, lm, tasks, overrides, limit=None):
-    cfg = load_config([f"run_dir={tmp_path / 'run'}", *overrides, f"eval.limit={limit or 'null'}"])
-    return harness.evaluate(cfg, lm, tasks, TASK_DIR)
-
-
 def test_letter_and_full_variants_pick_what_they_score(tmp_path):
     """The fake model favours the text 'Liver' (the gold answer, B) and the letter 'C': each variant must follow."""
     path = tmp_path / "eval.jsonl"
     path.write_text("".join(json.dumps(doc) + "\n" for doc in DOCS))
     lm = FakeLM(lambda context, continuation: 0.0 if continuation in ("Liver", "C") else -9.0)
-    results = _evaluate(tmp_path, lm, ["med42_demo_mcqa_full", "med42_demo_mcqa_letter"],
+    results = evaluate_fake(tmp_path, lm, ["med42_demo_mcqa_full", "med42_demo_mcqa_letter"],
                         [f"eval.data_files.demo_mcqa={path}"])
     full, letter = results["med42_demo_mcqa_full"], results["med42_demo_mcqa_letter"]
     assert full["results"]["med42_demo_mcqa_full"]["acc,none"] == 1.0
@@ -96,7 +91,7 @@ def test_real_files_load_with_counts_gold_and_the_llama3_prompt(realdata, tmp_pa
     lettered = "\n".join(f"{'ABCD'[i]}. {o.strip()}" for i, o in enumerate(options))
     expected_context = USER + f"{question.strip()}\n\n{lettered}" + ASSISTANT
     lm = FakeLM(lambda context, continuation: 0.0)
-    results = _evaluate(tmp_path, lm, [f"{task}_{variant}"], [f"eval.data_files.{key}={realdata / relpath}"], 1)
+    results = evaluate_fake(tmp_path, lm, [f"{task}_{variant}"], [f"eval.data_files.{key}={realdata / relpath}"], 1)
     contexts = {context for context, _ in lm.requests}
     assert contexts == {expected_context} and expected_context.count("<|begin_of_text|>") == 1
     expected_choices = [o.strip() for o in options] if variant == "full" else list("ABCD"[: len(options)])
@@ -107,7 +102,7 @@ def test_real_files_load_with_counts_gold_and_the_llama3_prompt(realdata, tmp_pa
 def test_the_mmlu_group_is_the_size_weighted_mean_of_the_six_subjects(realdata, tmp_path):
     """A fake model that always picks the longest option: each subject's accuracy is known from the raw CSVs."""
     lm = FakeLM(lambda context, continuation: float(len(continuation)))
-    results = _evaluate(tmp_path, lm, ["med42_mmlu_clinical_full"],
+    results = evaluate_fake(tmp_path, lm, ["med42_mmlu_clinical_full"],
                         [f"eval.data_files.mmlu={realdata / 'mmlu_medical'}"])
     scores = results["med42_mmlu_clinical_full"]["results"]
     num_correct = 0
