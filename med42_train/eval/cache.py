@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,9 +27,11 @@ _NOT_PROTOCOL = ("tasks", "models", "data_files", "cache_dir")
 
 
 def protocol_hash(cfg: DictConfig) -> str:
-    """Everything in eval.* that decides a score (data files count in the task hash), plus dtype and seed."""
+    """Everything in eval.* that decides a score (data files count in the task hash), dtype, seed, and the
+    versions of the harness and of transformers (another version may tokenize or batch differently)."""
     settings = {k: v for k, v in OmegaConf.to_container(cfg.eval, resolve=True).items() if k not in _NOT_PROTOCOL}
-    settings |= {"dtype": cfg.model.dtype, "seed": cfg.seed}
+    settings |= {"dtype": cfg.model.dtype, "seed": cfg.seed,
+                 "versions": [metadata.version(name) for name in ("lm_eval", "transformers")]}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
