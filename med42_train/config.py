@@ -28,6 +28,8 @@ PACKING_SAFE_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention
 # DPOConfig.loss_type values TRL 1.16 implements (trl/trainer/dpo_trainer.py, DPOTrainer._compute_loss).
 TRL_DPO_LOSSES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair",
                   "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
+# The datasets of the shipped eval tasks: keys of eval.data_files (med42_train/eval/tasks/*.yaml `dataset`).
+EVAL_DATA_KEYS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "usmle", "demo_mcqa")
 
 
 class ConfigError(ValueError):
@@ -158,13 +160,26 @@ class ExportConfig:
 
 @dataclass
 class EvalConfig:
-    tasks: list[str] = field(default_factory=lambda: ["med42_demo_mcqa"])
+    # lm-eval task or group names shipped in med42_train/eval/tasks/ (`*_full`: Med42's full-answer scoring,
+    # `*_letter`: the harness default); checked when the config loads.
+    tasks: list[str] = field(default_factory=lambda: ["med42_demo_mcqa_full"])
+    # Stage labels (base, sft, dpo = every DPO iteration) or local HF model folders (eval/checkpoints.py).
     models: list[str] = field(default_factory=lambda: ["base", "sft", "dpo"])
+    # Local copies instead of the hub, one per dataset key (medqa, medmcqa, pubmedqa, mmlu, mmlu_pro, usmle,
+    # demo_mcqa), e.g. eval.data_files.medqa=/data/medqa/test.jsonl; layouts in README (evaluation).
+    data_files: dict[str, Optional[str]] = field(default_factory=lambda: dict.fromkeys(EVAL_DATA_KEYS))
     num_fewshot: int = 0
     apply_chat_template: bool = True
     system_prompt: Optional[str] = None
     batch_size: int = 8
     limit: Optional[int] = None  # evaluate only the first N documents per task (smoke runs)
+    # Per model x task results, keyed by the model export's hash + task definition hash + protocol; kept outside
+    # <run_dir>/eval/ so that overwrite=true (e.g. after adding a task) re-runs only what is not cached.
+    cache_dir: str = "${run_dir}/../.cache/eval"
+    backend: str = "hf"  # hf (transformers) | vllm (when installed; GPU only)
+    # hf: shard one model across the node's GPUs with a device map (a 70B does not fit one GPU). Untested here.
+    parallelize: bool = False
+    tensor_parallel_size: int = 1  # vllm: GPUs per model. Untested here (no GPU on CI).
 
 
 # The Med42-v2 card's judging rubric, one criterion line as Prometheus 2's relative grading takes it.
@@ -293,6 +308,7 @@ OUTPUT_NEUTRAL_KEYS = {"data": {"data": ("cache_dir", "tokenize_batch_size")},
                        "dpo": {"dpo": _REFERENCE_PASS_KEYS},
                        # Adding a fourth round must not redo the first three.
                        "dpo_iteration": {"dpo": ("iterations", *_REFERENCE_PASS_KEYS)},
+                       "eval": {"eval": ("cache_dir",)},
                        "elo": {"elo": ("cache_dir",)}}
 
 
@@ -342,6 +358,8 @@ def _explain_compose_error(err: Exception) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Reject combinations that would run but train or evaluate something silently wrong."""
+    import importlib.util
+
     checks = [
         (cfg.model.dtype in ("float32", "bfloat16", "float16"),
          f"model.dtype={cfg.model.dtype!r} is not a dtype: use float32, bfloat16 or float16"),
@@ -357,8 +375,12 @@ def validate(cfg: DictConfig) -> None:
         (cfg.logger.mode in ("online", "offline", "disabled"),
          f"logger.mode={cfg.logger.mode!r}: use online, offline or disabled"),
         (len(cfg.eval.tasks) > 0, "eval.tasks is empty: name at least one task"),
-        (set(cfg.eval.models) <= {"base", "sft", "dpo"},
-         f"eval.models={list(cfg.eval.models)}: choose from base, sft, dpo"),
+        (cfg.eval.backend in ("hf", "vllm"), f"eval.backend={cfg.eval.backend!r}: use hf or vllm"),
+        # The shipped tasks define no few-shot split: the harness would draw examples from the test set itself.
+        (cfg.eval.num_fewshot == 0, f"eval.num_fewshot={cfg.eval.num_fewshot}: the MCQA tasks are zero-shot (paper) "
+         f"and define no few-shot split; set eval.num_fewshot=0"),
+        (cfg.eval.backend != "vllm" or importlib.util.find_spec("vllm") is not None,
+         "eval.backend=vllm but the vllm package is not installed: `pip install vllm` (GPU) or eval.backend=hf"),
         (cfg.sft.learning_rate > 0 and cfg.dpo.learning_rate > 0, "learning rates must be positive"),
         (cfg.sft.per_device_train_batch_size >= 1 and cfg.dpo.per_device_train_batch_size >= 1,
          "per_device_train_batch_size must be at least 1"),
@@ -372,6 +394,21 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(message)
     recipe_path(cfg)  # raises if the recipe does not exist
+    _check_eval(cfg)
+
+
+def _check_eval(cfg: DictConfig) -> None:
+    """Unknown tasks, data files or model labels fail here, before data, SFT and DPO have run."""
+    from med42_train.eval.checkpoints import check_model_labels  # imports this module: import here
+    from med42_train.eval.task_defs import check_tasks
+
+    check_tasks(list(cfg.eval.tasks), local_data_files(cfg))
+    check_model_labels(list(cfg.eval.models))
+
+
+def local_data_files(cfg: DictConfig) -> dict[str, str]:
+    """The eval.data_files entries that are set (the others read the hub)."""
+    return {key: str(path) for key, path in cfg.eval.data_files.items() if path}
 
 
 def sft_gradient_accumulation(cfg: DictConfig, world_size: int) -> int:
