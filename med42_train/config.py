@@ -366,11 +366,8 @@ def _memory_and_speed_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
     where the backend is really resolved (a Slurm login node composing the config may have no GPU)."""
     import importlib.util
 
-    # huggingface_hub parses the same size strings its own sharded saving accepts (not re-exported publicly).
-    from huggingface_hub.serialization._base import parse_size_to_int
-
     try:
-        shard_ok = parse_size_to_int(cfg.export.max_shard_size) > 0
+        shard_ok = size_in_bytes(cfg.export.max_shard_size) > 0
     except ValueError:
         shard_ok = False
     return [
@@ -388,6 +385,17 @@ def _memory_and_speed_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
         (cfg.launcher.peak_tflops_per_device is None or cfg.launcher.peak_tflops_per_device > 0,
          "launcher.peak_tflops_per_device must be positive (TFLOP/s) or null"),
     ]
+
+
+def size_in_bytes(size: str) -> int:
+    """'5GB' -> 5,000,000,000 (decimal units, as huggingface_hub's max_shard_size), '5GiB' -> 5 * 2**30; pydantic's
+    public ByteSize parser, so no private import from huggingface_hub."""
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        return int(TypeAdapter(ByteSize).validate_python(size))
+    except ValidationError:
+        raise ValueError(f"{size!r} is not a size such as 5GB, 500MB or 4GiB") from None
 
 
 def recipe_path(cfg: DictConfig) -> Path:

@@ -143,3 +143,27 @@ def test_the_data_stage_hash_ignores_where_its_cache_lives_and_its_batch_size(tm
     assert stage_config_hash(here, "data") == stage_config_hash(moved, "data")
     other = load_config([f"run_dir={tmp_path / 'a'}", "data.max_length=256"])
     assert stage_config_hash(other, "data") != stage_config_hash(here, "data")
+
+
+@pytest.mark.parametrize("size, expected", [("5GB", 5_000_000_000), ("500MB", 500_000_000), ("4GiB", 4 * 2**30)])
+def test_shard_sizes_parse_with_decimal_and_binary_units(size, expected):
+    from med42_train.config import size_in_bytes
+
+    assert size_in_bytes(size) == expected
+    assert load_config([f"export.max_shard_size={size}"]).export.max_shard_size == size
+
+
+def test_no_module_imports_a_private_module_of_a_library():
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "med42_train"
+    private = re.compile(r"^\s*(from|import)\s+(huggingface_hub|transformers|trl|accelerate|datasets)\S*\._\w+",
+                         re.MULTILINE)
+    offenders = [str(path) for path in package.rglob("*.py") if private.search(path.read_text())]
+    assert offenders == []
+
+
+def test_the_generation_config_belongs_to_the_chat_format():
+    from med42_train.models import chat, demo
+
+    assert demo.generation_config is chat.generation_config  # the demo model reuses it, exports import it

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from huggingface_hub.serialization._base import parse_size_to_int
 from omegaconf import DictConfig
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from med42_train.config import ConfigError
+from med42_train.config import ConfigError, size_in_bytes
 from med42_train.runtime.dist import dist_info, init_distributed, uses_cpu
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.preemption import PREEMPTED_MARKER, Preempted
@@ -191,7 +190,7 @@ def finish_training(stage, trainer, result, tokenizer, wandb_run, validation_pro
     if dist_info().is_main:  # loss per logging step, from the first step even across resumes
         (stage.dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     export = export_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, stage.dir / "model",
-                          validation_prompt, parse_size_to_int(stage.cfg.export.max_shard_size),
+                          validation_prompt, size_in_bytes(stage.cfg.export.max_shard_size),
                           dtype=getattr(torch, stage.cfg.model.dtype))
     figures = {"train_loss": result.training_loss, "global_steps": result.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "sharding_rank0": sharding}

@@ -22,8 +22,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from med42_train.models.chat import EOT
-from med42_train.models.demo import generation_config
+from med42_train.models.chat import EOT, generation_config
 from med42_train.runtime.dist import broadcast_object, dist_info
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import sha256_tree
