@@ -94,6 +94,7 @@ class SFTConfig:
     per_source_loss: bool = True  # log train/loss/<source> (the data stage's `source` column) every logging step
     use_liger_kernel: bool = False  # GPU only: Liger's Triton layer kernels (RMSNorm, RoPE, SwiGLU); untested here
     torch_compile: bool = False  # GPU speed-up: torch.compile the model; untested here (no GPU on CI)
+    torch_compile_backend: str = "inductor"  # torch.compile's backend (tests use "eager": same wrapper, no codegen)
 
 
 @dataclass
