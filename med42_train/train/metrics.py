@@ -24,9 +24,11 @@ import sys
 import time
 from typing import Any, Iterable, Optional
 
-import numpy as np
 import torch
 import torch.distributed as torch_dist
+
+# The content key the data stage wrote the index with (re-exported: the collator computes the same keys).
+from med42_train.data.source_index import build_source_index, sample_key  # noqa: F401
 
 # NVIDIA H100 SXM5 datasheet: 1,979 TFLOP/s bf16 Tensor Core "with sparsity"; dense is half of it, 989.4.
 H100_SXM_DENSE_BF16_TFLOPS = 989.0
@@ -118,22 +120,6 @@ def peak_memory_gib() -> float:
 
 
 # ---- per-source loss ----
-
-def sample_key(token_ids: Iterable[int]) -> bytes:
-    """Content key of one tokenized sample (the packed rows keep no column but input_ids/labels/seq_lengths)."""
-    return hashlib.blake2b(np.asarray(token_ids, dtype=np.int64).tobytes(), digest_size=16).digest()
-
-
-def build_source_index(dataset) -> tuple[list[str], dict[bytes, int]]:
-    """(source names, sample key -> source id) from the data stage's dataset (input_ids + source columns)."""
-    names = sorted(set(dataset["source"]))
-    ids = {name: i for i, name in enumerate(names)}
-    index = {}
-    for batch in dataset.select_columns(["input_ids", "source"]).iter(batch_size=1024):
-        for token_ids, source in zip(batch["input_ids"], batch["source"]):
-            index[sample_key(token_ids)] = ids[source]
-    return names, index
-
 
 class SourceTaggingCollator:
     """Wraps TRL's collator: adds `source_ids`, the source of every token position, laid out like `labels`."""
