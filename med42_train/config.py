@@ -96,6 +96,7 @@ class SFTConfig:
     per_source_loss: bool = True  # log train/loss/<source> (the data stage's `source` column) every logging step
     use_liger_kernel: bool = False  # GPU only: Liger's Triton layer kernels (RMSNorm, RoPE, SwiGLU); untested here
     torch_compile: bool = False  # GPU speed-up: torch.compile the model; untested here (no GPU on CI)
+    torch_compile_backend: str = "inductor"  # torch.compile's backend (tests use "eager": same wrapper, no codegen)
 
 
 @dataclass
@@ -472,11 +473,8 @@ def _memory_and_speed_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
     where the backend is really resolved (a Slurm login node composing the config may have no GPU)."""
     import importlib.util
 
-    # huggingface_hub parses the same size strings its own sharded saving accepts (not re-exported publicly).
-    from huggingface_hub.serialization._base import parse_size_to_int
-
     try:
-        shard_ok = parse_size_to_int(cfg.export.max_shard_size) > 0
+        shard_ok = size_in_bytes(cfg.export.max_shard_size) > 0
     except ValueError:
         shard_ok = False
     return [
@@ -514,6 +512,17 @@ def _elo_and_report_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
         (cfg.report.figure_format in ("png", "svg"),
          f"report.figure_format={cfg.report.figure_format!r}: use png or svg"),
     ]
+
+
+def size_in_bytes(size: str) -> int:
+    """'5GB' -> 5,000,000,000 (decimal units, as huggingface_hub's max_shard_size), '5GiB' -> 5 * 2**30; pydantic's
+    public ByteSize parser, so no private import from huggingface_hub."""
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        return int(TypeAdapter(ByteSize).validate_python(size))
+    except ValidationError:
+        raise ValueError(f"{size!r} is not a size such as 5GB, 500MB or 4GiB") from None
 
 
 def recipe_path(cfg: DictConfig) -> Path:

@@ -11,6 +11,8 @@ The training template produces the same tokens as Meta's and wraps each assistan
 
 from __future__ import annotations
 
+from transformers import GenerationConfig, PreTrainedTokenizerBase
+
 BOS = "<|begin_of_text|>"
 EOS_TEXT = "<|end_of_text|>"
 START_HEADER = "<|start_header_id|>"
@@ -58,3 +60,19 @@ def pad_token_for(vocab: dict[str, int]) -> str:
         if candidate in vocab:
             return candidate
     raise ValueError("tokenizer has neither <|finetune_right_pad_id|> nor <|reserved_special_token_0|> for padding")
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Generation must stop on both <|end_of_text|> and <|eot_id|> (Meta's Llama 3 Instruct generation config)."""
+    return [tokenizer.convert_tokens_to_ids(EOS_TEXT), tokenizer.convert_tokens_to_ids(EOT)]
+
+
+def generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
+    """What every export ships: greedy by default, stopping on every end-of-turn token of the chat format."""
+    return GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=stop_token_ids(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+        max_new_tokens=256,
+    )
