@@ -84,6 +84,8 @@ def evaluate_model(cfg: DictConfig, model_path: str, task_dir: Path) -> dict:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    from med42_train.models.tokenizer import chat_template_for_model
+
     if Path(model_path).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model: never reach for the hub
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -91,7 +93,10 @@ def evaluate_model(cfg: DictConfig, model_path: str, task_dir: Path) -> dict:
     return simple_evaluate(
         model="hf",
         model_args={"pretrained": model_path, "dtype": cfg.model.dtype,
-                    "trust_remote_code": cfg.model.trust_remote_code},
+                    "trust_remote_code": cfg.model.trust_remote_code,
+                    # the family's training template for every model, the base included (lm-eval passes these
+                    # to tokenizer.apply_chat_template)
+                    "chat_template_args": {"chat_template": chat_template_for_model(cfg.model, model_path)}},
         tasks=list(cfg.eval.tasks),
         task_manager=TaskManager(include_path=str(task_dir)),
         num_fewshot=cfg.eval.num_fewshot,
