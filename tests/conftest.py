@@ -66,8 +66,9 @@ def llama3_tokenizer(realdata, tmp_path_factory):
                                    tmp_path_factory.mktemp("llama3_tokenizer"))
 
 
-# Llama 3.1's names for tokens Llama 3 keeps reserved (HF's Llama-3.1 tokenizer_config.json, as transformers'
-# convert_llama_weights_to_hf lists them; Meta's llama-models tokenizer.py has the same ids for these three).
+# Llama 3.1's names for tokens Llama 3 keeps reserved, as transformers' conversion scripts list them (public code,
+# found with the code search: DEFAULT_LLAMA_SPECIAL_TOKENS["3.1"] of convert_llama_weights_to_hf.py; the Llama 3.2
+# vision converter's list gives the same ids to these three).
 # The remaining reserved tokens are renumbered from <|reserved_special_token_2|> (128005) on.
 LLAMA31_NAMED_IDS = {128004: "<|finetune_right_pad_id|>", 128008: "<|eom_id|>", 128010: "<|python_tag|>"}
 

@@ -137,8 +137,8 @@ def format_of_template(template: str | None) -> ChatFormat | None:
 
 
 def llama3_special_tokens(family: str = "llama3") -> list[str]:
-    """The 256 Llama 3 (or 3.1) special tokens in id order (offset 128000 in Meta's vocabulary). 3.1 names four of
-    Llama 3's reserved tokens (HF's Llama-3.1 tokenizer_config.json / transformers' convert_llama_weights_to_hf) and
+    """The 256 Llama 3 (or 3.1) special tokens in id order (offset 128000 in Meta's vocabulary). 3.1 names three of
+    Llama 3's reserved tokens (transformers' convert_llama_weights_to_hf.py, DEFAULT_LLAMA_SPECIAL_TOKENS["3.1"]) and
     numbers the remaining reserved ones on."""
     named = {0: BOS, 1: EOS_TEXT, 6: START_HEADER, 7: END_HEADER, 9: EOT}
     if family == "llama31":
