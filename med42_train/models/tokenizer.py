@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
-
-from typing import Optional
+from typing import Iterable, Optional
 
 from omegaconf import DictConfig
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
