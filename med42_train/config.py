@@ -32,6 +32,25 @@ TRL_DPO_LOSSES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pa
 EVAL_DATA_KEYS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "usmle", "demo_mcqa")
 
 
+CHAT_FAMILIES = ("auto", "llama3", "llama31")
+CHAT_DATE_FORMAT = "%d %b %Y"  # how Meta's 3.x templates print a date (their strftime_now("%d %b %Y"): 26 Jul 2024)
+
+
+def check_chat_format(family: str, date: str) -> None:
+    """model.chat_family and model.chat_date, checked before anything loads (a wrong date is a silent format drift)."""
+    from datetime import datetime
+
+    if family not in CHAT_FAMILIES:
+        raise ConfigError(f"model.chat_family={family!r}: use one of {', '.join(CHAT_FAMILIES)}")
+    try:
+        written = datetime.strptime(date, CHAT_DATE_FORMAT).strftime(CHAT_DATE_FORMAT)
+    except ValueError:
+        written = None
+    if written != date:
+        raise ConfigError(f"model.chat_date={date!r} is not written as Meta's template writes dates (two-digit day, "
+                          f"English month abbreviation, year): e.g. model.chat_date='26 Jul 2024'")
+
+
 class ConfigError(ValueError):
     """A user-facing configuration mistake; the message names the key and the fix."""
 
@@ -55,6 +74,10 @@ class ModelConfig:
     dtype: str = "float32"  # float32 | bfloat16
     attn_implementation: str = "sdpa"
     trust_remote_code: bool = False  # never on by default: it runs code shipped with the weights
+    # The chat format trained and evaluated with: auto (from the base tokenizer: <|eom_id|> => llama31), llama3 or
+    # llama31 (Meta's 3.1 format, whose system block opens with "Cutting Knowledge Date" / "Today Date" lines).
+    chat_family: str = "auto"
+    chat_date: str = "26 Jul 2024"  # llama31 only: the Today Date line; Meta's template's default
     tiny: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)
 
 
@@ -394,6 +417,7 @@ def validate(cfg: DictConfig) -> None:
     for ok, message in [*checks, *_dpo_checks(cfg), *_memory_and_speed_checks(cfg), *_elo_and_report_checks(cfg)]:
         if not ok:
             raise ConfigError(message)
+    check_chat_format(cfg.model.chat_family, cfg.model.chat_date)
     recipe_path(cfg)  # raises if the recipe does not exist
     _check_eval(cfg)
 

@@ -39,7 +39,7 @@ from med42_train.data.screen import Screen, conversations
 from med42_train.data.sources import Example, iter_examples
 from med42_train.data.tokenize import ChatEncoder
 from med42_train.models.demo import build_demo_model
-from med42_train.models.tokenizer import load_base_tokenizer, train_demo_tokenizer
+from med42_train.models.tokenizer import demo_chat_format, load_base_tokenizer, train_demo_tokenizer
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import begin_stage, finish_stage, sha256_tree
 from med42_train.runtime.wandb_run import start_run
@@ -142,7 +142,7 @@ def _record(path: Path) -> dict[str, str]:
 
 def _tokenizer_and_base_model(cfg: DictConfig, recipe: Recipe, stage_dir: Path):
     if cfg.model.name_or_path == "demo":
-        tokenizer = train_demo_tokenizer(_corpus(recipe), cfg.model.tiny.bpe_vocab_size)
+        tokenizer = train_demo_tokenizer(_corpus(recipe), cfg.model.tiny.bpe_vocab_size, demo_chat_format(cfg.model))
         base_model = str(build_demo_model(cfg, tokenizer, stage_dir / "base_model"))
     else:
         tokenizer, base_model = load_base_tokenizer(cfg), str(cfg.model.name_or_path)

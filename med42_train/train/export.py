@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from med42_train.models.chat import EOT, generation_config
+from med42_train.models.chat import generation_config
 from med42_train.runtime.dist import broadcast_object, dist_info
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import sha256_tree
@@ -197,7 +197,7 @@ def validate_export(out_dir: Path, prompt: str, expected: dict[str, Any], max_ne
     if not stopped:
         raise ExportError(f"{out_dir}: generation did not stop within {max_new_tokens} tokens: {reply!r}")
     return {"num_params": num_params, "dtype": dtype, "validation_prompt": prompt, "validation_reply": reply,
-            "stops_on": EOT if reply.endswith(EOT) else "<|end_of_text|>"}
+            "stops_on": tokenizer.convert_ids_to_tokens(reply_ids[-1])}  # 3.1 may also stop on <|eom_id|>
 
 
 @torch.no_grad()
