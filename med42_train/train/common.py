@@ -209,7 +209,7 @@ def finish_training(stage, trainer, result, tokenizer, wandb_run, validation_pro
     plain_model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
     export = export_model(plain_model, tokenizer, stage.dir / "model",
                           validation_prompt, size_in_bytes(stage.cfg.export.max_shard_size),
-                          dtype=getattr(torch, stage.cfg.model.dtype))
+                          dtype=getattr(torch, stage.cfg.model.dtype), wait_timeout_s=stage.cfg.export.wait_timeout_s)
     figures = {"train_loss": result.training_loss, "global_steps": result.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "sharding_rank0": sharding}
     outputs = {"model": export, "checkpoints": {"path": str(stage.dir / "checkpoints")}}
