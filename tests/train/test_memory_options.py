@@ -56,6 +56,7 @@ def test_mixed_precision_on_gloo_fails_at_config_time_and_at_launch(tmp_path):
 
 @pytest.mark.parametrize("override, fix", [
     ("export.max_shard_size=lots", "use a size such as 5GB"),
+    ("export.wait_timeout_s=0", "use seconds > 0"),
     ("launcher.peak_tflops_per_device=-1", "peak_tflops_per_device must be positive"),
 ])
 def test_bad_export_and_mfu_settings_fail_early(override, fix):
