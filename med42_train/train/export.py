@@ -91,7 +91,8 @@ class ShardWriter:
 
 
 def export_model(model, tokenizer, out_dir: Path, validation_prompt: str, max_shard_bytes: int,
-                 dtype: Optional[torch.dtype] = None, max_new_tokens: int = 96, wait_timeout_s: float = 14400.0) -> dict:
+                 dtype: Optional[torch.dtype] = None, max_new_tokens: int = 96,
+                 wait_timeout_s: float = 14400.0) -> dict:
     """Stream the (possibly FSDP2-sharded) model into a safetensors export and validate it on rank 0.
 
     Every rank must call this: each gathers its shards of every tensor in the same order. Rank 0's outcome,

@@ -52,7 +52,8 @@ def check_shards(out_dir: Path, written: dict[str, dict[str, dict]]) -> None:
             for name, expected in records.items():
                 actual = tensor_record(handle.get_tensor(name))  # one tensor in memory at a time
                 if actual != expected:
-                    raise ExportError(f"{out_dir}/{file_name}: tensor {name} reads back as {_differs(actual, expected)}")
+                    raise ExportError(f"{out_dir}/{file_name}: tensor {name} reads back as "
+                                      f"{_differs(actual, expected)}")
 
 
 def _differs(actual: dict, expected: dict) -> str:

@@ -82,7 +82,8 @@ def test_a_tensor_in_the_wrong_dtype_is_refused(small_export):
         tensors[name] = tensors[name].to(torch.float16)
 
     retyped = _rewrite_shard(export_dir, file_name, to_half)
-    with pytest.raises(ExportError, match=rf"tensor {retyped} reads back as dtype torch.float16 \(written torch.float32\)"):
+    message = rf"tensor {retyped} reads back as dtype torch.float16 \(written torch.float32\)"
+    with pytest.raises(ExportError, match=message):
         validate_export(export_dir, PROMPT, expected, written, max_new_tokens=8)
 
 
