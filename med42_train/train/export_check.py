@@ -14,7 +14,9 @@ mapped from the files are the kernel's page cache, which it can reclaim.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +84,32 @@ def validate_export(out_dir: Path, prompt: str, expected: dict[str, Any], writte
 
 def load_offloaded(out_dir: Path, offload_dir: str):
     """The export as transformers loads it, decoder layers on disk (read in place), the rest on CPU."""
-    model, loading = AutoModelForCausalLM.from_pretrained(
-        str(out_dir), dtype="auto", device_map=offload_device_map(out_dir), offload_folder=offload_dir,
-        output_loading_info=True)
+    with _not_fsdp_loading():
+        model, loading = AutoModelForCausalLM.from_pretrained(
+            str(out_dir), dtype="auto", device_map=offload_device_map(out_dir), offload_folder=offload_dir,
+            output_loading_info=True)
     # A weight the loader did not find is initialised at random: the parameter count would still match.
     if loading["missing_keys"] or loading["unexpected_keys"]:
         raise ExportError(f"{out_dir}: the saved names do not match the model's: missing "
                           f"{sorted(loading['missing_keys'])[:5]}, unexpected {sorted(loading['unexpected_keys'])[:5]}")
     return model
+
+
+@contextmanager
+def _not_fsdp_loading():
+    """transformers skips dispatching an offloaded model (its layers stay on meta, with no hooks to load them)
+    when it believes FSDP's RAM-efficient loading is on: torch.distributed initialised plus accelerate's
+    ACCELERATE_USE_FSDP and FSDP_CPU_RAM_EFFICIENT_LOADING (transformers/distributed/fsdp.py is_fsdp_enabled),
+    as in a training job with fsdp.cpu_ram_efficient_loading. This load is rank 0's own inference load."""
+    previous = os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING")
+    os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("FSDP_CPU_RAM_EFFICIENT_LOADING")
+        else:
+            os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = previous
 
 
 def offload_device_map(out_dir: Path) -> dict[str, str]:

@@ -55,6 +55,22 @@ def test_an_untouched_export_passes(small_export):
     assert report["stops_on"] == "<|eot_id|>" and report["num_params"] == expected["num_params"]
 
 
+def test_validation_inside_a_ram_efficient_fsdp_job_still_loads_the_offloaded_layers(small_export, tmp_path,
+                                                                                     monkeypatch):
+    """What a training job with fsdp.cpu_ram_efficient_loading looks like to transformers: a process group and
+    accelerate's two variables. transformers then skips dispatching offloaded layers (they stayed on meta)."""
+    export_dir, written, expected = small_export
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        report = validate_export(export_dir, PROMPT, expected, written, max_new_tokens=8)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert report["stops_on"] == "<|eot_id|>"
+    assert os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] == "true"  # the job's setting is left as it was
+
+
 def test_a_tampered_shard_is_refused_naming_the_tensor(small_export):
     export_dir, written, expected = small_export
     file_name = sorted(written)[1]
