@@ -180,6 +180,9 @@ class FSDPConfig:
 @dataclass
 class ExportConfig:
     max_shard_size: str = "5GB"  # safetensors shard bound; rank 0 holds at most one shard + one tensor at a time
+    # How long the other ranks wait (on a gloo group of their own, not the training group and its 30-min timeout)
+    # while rank 0 writes, validates and hashes an export, or re-hashes one before DPO uses it.
+    wait_timeout_s: float = 14400.0  # ours: a 70B export is 140 GB written, re-read and hashed twice on one host
 
 
 @dataclass
@@ -394,6 +397,8 @@ def validate(cfg: DictConfig) -> None:
          f"fsdp.version={cfg.fsdp.version}: only FSDP2 is supported (FSDP1 is deprecated upstream); set fsdp.version=2"),
         (cfg.launcher.nproc_per_node >= 1 and cfg.launcher.nnodes >= 1,
          "launcher.nproc_per_node and launcher.nnodes must be at least 1"),
+        (cfg.export.wait_timeout_s > 0, f"export.wait_timeout_s={cfg.export.wait_timeout_s}: use seconds > 0 "
+                                         f"(e.g. 14400 for a 70B export)"),
         (cfg.launcher.backend in ("auto", "gloo", "nccl"),
          f"launcher.backend={cfg.launcher.backend!r}: use auto, gloo or nccl"),
         (cfg.logger.mode in ("online", "offline", "disabled"),

@@ -58,10 +58,27 @@ def barrier() -> None:
         torch_dist.barrier()
 
 
-def broadcast_object(obj):
-    """Rank 0's `obj` on every rank."""
+def broadcast_object(obj, group=None):
+    """Rank 0's `obj` on every rank (over `group`, default the training group)."""
     if not torch_dist.is_initialized():
         return obj
     holder = [obj]
-    torch_dist.broadcast_object_list(holder, src=0)
+    torch_dist.broadcast_object_list(holder, src=0, group=group)
     return holder[0]
+
+
+_WAIT_GROUPS: dict[float, object] = {}
+
+
+def wait_group(timeout_s: float):
+    """A gloo group over every rank with its own timeout, for waiting while rank 0 works alone for long.
+
+    The training group's timeout (30 min) is sized for collectives, not for rank 0 writing and hashing 140 GB;
+    gloo keeps the waiting ranks off NCCL's watchdog. Every rank must call this at the same point (creating a
+    group is collective), before rank 0 starts its long work; one group per timeout is kept for reuse.
+    """
+    if not torch_dist.is_initialized():
+        return None
+    if timeout_s not in _WAIT_GROUPS:
+        _WAIT_GROUPS[timeout_s] = torch_dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
+    return _WAIT_GROUPS[timeout_s]

@@ -78,10 +78,21 @@ def sha256_tree(path: Path) -> str:
     path = Path(path)
     if path.is_file():
         return sha256_file(path)
+    return tree_digest(sha256_files(path))
+
+
+def sha256_files(path: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under a folder, in sha256_tree's order (sorted paths)."""
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+    return {str(file.relative_to(path)): sha256_file(file) for file in files}
+
+
+def tree_digest(file_sha256: dict[str, str]) -> str:
+    """sha256_tree of a folder from its sha256_files, taken in their order (Path order, not string order)."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode())
-        digest.update(sha256_file(file).encode())
+    for name in file_sha256:
+        digest.update(name.encode())
+        digest.update(file_sha256[name].encode())
     return digest.hexdigest()
 
 

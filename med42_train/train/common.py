@@ -105,16 +105,31 @@ def mixed_precision_policy() -> dict[str, torch.dtype]:
     return {"param_dtype": torch.bfloat16, "reduce_dtype": torch.float32, "output_dtype": torch.float32}
 
 
-def load_model(cfg: DictConfig, path: str):
-    kwargs = dict(dtype=getattr(torch, cfg.model.dtype), attn_implementation=cfg.model.attn_implementation,
+def load_model(cfg: DictConfig, path: str, trainable: bool = True):
+    """The model to train (or, trainable=False, a frozen one), in the dtype FSDP2 will hold its parameters in."""
+    kwargs = dict(dtype=load_dtype(cfg, trainable), attn_implementation=cfg.model.attn_implementation,
                   trust_remote_code=cfg.model.trust_remote_code)
     if reads_weights_on_rank0_only(cfg) and not dist_info().is_main:
         model = _empty_model(path, kwargs)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    # The export casts back to model.dtype; its config.json must say so, not the fp32 of the master weights.
+    model.config.dtype = getattr(torch, cfg.model.dtype)
     # With a KV cache the packed-sequence detection is skipped and packed samples see each other (FACTS.md).
     model.config.use_cache = False
     return model
+
+
+def load_dtype(cfg: DictConfig, trainable: bool) -> torch.dtype:
+    """fp32 for trainable weights under mixed precision: accelerate's fsdp2_prepare_model upcasts every
+    trainable non-fp32 parameter (`param.data = param.data.to(torch.float32)`) before it moves the model to meta.
+    On a rank holding untouched `torch.empty` placeholders that copy commits the whole model in fp32 (a 70B: 280
+    GB per rank); placeholders that are fp32 already are skipped, so they stay uncommitted. Rank 0 would hold
+    the fp32 copy anyway, and reading it as fp32 avoids holding bf16 and fp32 at once. Frozen parameters
+    (the DPO reference) are not upcast and stay in model.dtype."""
+    if trainable and cfg.fsdp.mixed_precision:
+        return torch.float32
+    return getattr(torch, cfg.model.dtype)
 
 
 def reads_weights_on_rank0_only(cfg: DictConfig) -> bool:
@@ -194,7 +209,7 @@ def finish_training(stage, trainer, result, tokenizer, wandb_run, validation_pro
     plain_model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
     export = export_model(plain_model, tokenizer, stage.dir / "model",
                           validation_prompt, size_in_bytes(stage.cfg.export.max_shard_size),
-                          dtype=getattr(torch, stage.cfg.model.dtype))
+                          dtype=getattr(torch, stage.cfg.model.dtype), wait_timeout_s=stage.cfg.export.wait_timeout_s)
     figures = {"train_loss": result.training_loss, "global_steps": result.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "sharding_rank0": sharding}
     outputs = {"model": export, "checkpoints": {"path": str(stage.dir / "checkpoints")}}

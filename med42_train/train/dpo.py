@@ -24,10 +24,10 @@ from trl import DPOConfig, DPOTrainer
 
 from med42_train.config import dpo_gradient_accumulation
 from med42_train.models.chat import EOT
-from med42_train.runtime.dist import broadcast_object, dist_info
+from med42_train.runtime.dist import broadcast_object, dist_info, wait_group
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import (
-    StageInputError, begin_stage, finish_stage, require_complete, sha256_tree, stage_dir, stage_input,
+    StageInputError, begin_stage, finish_stage, require_complete, sha256_files, sha256_tree, stage_dir, stage_input,
 )
 from med42_train.runtime.wandb_run import start_run
 from med42_train.train import reference as ref
@@ -236,10 +236,12 @@ def _reference_pass(cfg: DictConfig, trainer, dataset, reference_export: str):
 def validated_export(cfg: DictConfig, manifest: dict, stage: str = "sft") -> str:
     """A training stage's export path, if its manifest says it was validated and its files still hash as recorded.
 
-    Rank 0 hashes (a 70B export is 140 GB) and every rank raises the same error, before any model loads.
+    Rank 0 hashes (a 70B export is 140 GB) while the others wait on a group sized for it (export.wait_timeout_s),
+    and every rank raises the same error, before any model loads.
     """
     record = manifest.get("outputs", {}).get("model", {})
-    problem = broadcast_object(_export_problem(record) if dist_info().is_main else None)
+    waiting = wait_group(cfg.export.wait_timeout_s)  # every rank, before rank 0 hashes
+    problem = broadcast_object(_export_problem(record) if dist_info().is_main else None, group=waiting)
     if problem:
         command = "med42 sft" if stage == "sft" else "med42 dpo"
         raise StageInputError(f"{cfg.run_dir}/{stage}/manifest.json: {problem}; rerun "
@@ -253,6 +255,12 @@ def _export_problem(record: dict):
         return f"the export {path} is not recorded as validated (outputs.model.validated / sha256 missing)"
     if not path or not Path(path).is_dir():
         return f"the export folder {path} is missing"
+    if record.get("file_sha256"):  # recorded per file at export time: name the file that changed
+        actual_files = sha256_files(Path(path))
+        changed = sorted(name for name in set(actual_files) | set(record["file_sha256"])
+                         if actual_files.get(name) != record["file_sha256"].get(name))
+        if changed:
+            return f"{path} changed after validation (files {changed[:5]} differ from their recorded sha256)"
     actual = sha256_tree(Path(path))
     if actual != record["sha256"]:
         return f"{path} changed after validation (sha256 {actual[:12]}..., recorded {record['sha256'][:12]}...)"

@@ -64,7 +64,7 @@ def load_sharded_reference(cfg: DictConfig, path: str, accelerator) -> torch.nn.
     """The frozen reference export, loaded like the policy (rank 0 only under RAM-efficient loading), sharded."""
     from med42_train.train.common import load_model
 
-    return prepare_reference(load_model(cfg, path), accelerator)
+    return prepare_reference(load_model(cfg, path, trainable=False), accelerator)
 
 
 def prepare_reference(model: torch.nn.Module, accelerator) -> torch.nn.Module:

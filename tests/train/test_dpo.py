@@ -95,14 +95,16 @@ def test_a_sigterm_in_iteration_2_resumes_there_with_iteration_1_untouched(demo_
 def _fake_sft(tmp_path, **record_overrides):
     from omegaconf import OmegaConf
 
-    from med42_train.runtime.rundir import sha256_tree
+    from med42_train.runtime.rundir import sha256_files, sha256_tree
 
     export = tmp_path / "sft" / "model"
     export.mkdir(parents=True)
     (export / "model.safetensors").write_bytes(b"weights")
     (export / "config.json").write_text("{}")
-    record = {"path": str(export), "validated": True, "sha256": sha256_tree(export), **record_overrides}
-    return OmegaConf.create({"run_dir": str(tmp_path)}), {"outputs": {"model": record}}, export
+    record = {"path": str(export), "validated": True, "sha256": sha256_tree(export),
+              "file_sha256": sha256_files(export), **record_overrides}
+    cfg = OmegaConf.create({"run_dir": str(tmp_path), "export": {"wait_timeout_s": 60}})
+    return cfg, {"outputs": {"model": record}}, export
 
 
 def test_a_validated_unchanged_export_is_accepted(tmp_path):
@@ -126,6 +128,22 @@ def test_an_unvalidated_or_changed_export_is_refused_with_the_fix(tmp_path, prob
     if problem == "missing":
         shutil.rmtree(export)
     with pytest.raises(StageInputError, match="rerun `med42 sft .* overwrite=true`"):
+        validated_export(cfg, manifest)
+
+
+@pytest.mark.parametrize("change, named", [("tampered", "model.safetensors"), ("added", "extra.bin")])
+def test_a_changed_file_is_named_from_the_per_file_record(tmp_path, change, named):
+    from med42_train.runtime.rundir import StageInputError, tree_digest
+    from med42_train.train.dpo import validated_export
+
+    cfg, manifest, export = _fake_sft(tmp_path)
+    record = manifest["outputs"]["model"]
+    assert tree_digest(record["file_sha256"]) == record["sha256"]  # the folder hash follows from the file hashes
+    if change == "tampered":
+        (export / "model.safetensors").write_bytes(b"weightz")
+    else:
+        (export / "extra.bin").write_bytes(b"")
+    with pytest.raises(StageInputError, match=rf"files \['{named}'\] differ from their recorded sha256"):
         validated_export(cfg, manifest)
 
 

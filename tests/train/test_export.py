@@ -70,13 +70,25 @@ def test_an_export_that_does_not_stop_is_refused_and_leaves_nothing(tmp_path):
     assert not (tmp_path / "model").exists() and not (tmp_path / ".model.partial").exists()
 
 
-def test_fsdp2_export_on_two_ranks_streams_bounded_shards_with_identical_weights(tmp_path):
-    max_shard_bytes = 80_000  # above the largest tensor (embedding / LM head, ~71 kB), a third of the model
+def _run_export_worker(tmp_path, max_shard_bytes: int, *extra: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                             "-m", "tests.train.export_worker", str(tmp_path), str(max_shard_bytes)],
+                             "-m", "tests.train.export_worker", str(tmp_path), str(max_shard_bytes), *extra],
                             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+
+
+def test_fsdp2_export_on_two_ranks_streams_bounded_shards_with_identical_weights(tmp_path):
+    max_shard_bytes = 80_000  # above the largest tensor (embedding / LM head, ~71 kB), a third of the model
+    _run_export_worker(tmp_path, max_shard_bytes)
     reference = torch.load(tmp_path / "reference.pt")
     report = json.loads((tmp_path / "report.json").read_text())
     _check_export(tmp_path / "model", report, reference, max_shard_bytes)
+
+
+def test_other_ranks_outwait_a_validation_longer_than_the_training_group_timeout(tmp_path):
+    """Rank 0 validates for 9 s, the training group times out after 3 s: rank 1 waits on the export's own group
+    (export.wait_timeout_s) instead, and both ranks finish with the export."""
+    _run_export_worker(tmp_path, 80_000, "9")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["validated"] is True and (tmp_path / "model" / INDEX_NAME).is_file()
