@@ -4,7 +4,8 @@
 #   scripts/slurm/test_cluster.sh stop DIR    # stops the daemons by their pid files
 # Needs root and scripts/slurm/install.sh (Debian's slurm-wlm 22.05 and munge). The tests' `slurm_cluster`
 # fixture (tests/launch/conftest.py) calls it. Shortened delays for fast tests: a requeued job may start again
-# after cred_expire seconds (default 120).
+# after cred_expire seconds (default 120), and the scheduler looks at pending jobs every 2 s (default 60).
+# SLURMCTLD_PORT / SLURMD_PORT (default 6817 / 6818) move the daemons off the standard ports.
 set -euo pipefail
 action=${1:?usage: test_cluster.sh start|stop DIR}
 dir=$(realpath -m "${2:?usage: test_cluster.sh start|stop DIR}")
@@ -46,8 +47,8 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=${SLURMCTLD_PORT:-6817}
+SlurmdPort=${SLURMD_PORT:-6818}
 MinJobAge=600
 KillWait=30
 DefMemPerCPU=1024
