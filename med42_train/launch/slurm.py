@@ -96,6 +96,8 @@ def plan_jobs(cfg: DictConfig) -> list[Job]:
 
 
 def _is_complete(cfg: DictConfig, stage: str) -> bool:
+    if not (stage_dir(cfg, stage) / COMPLETE).is_file():  # before hashing inputs (a recipe's sources, models)
+        return False
     try:
         module = importlib.import_module(STAGE_MODULES[stage])
         return is_up_to_date(cfg, stage, module.stage_inputs(cfg))

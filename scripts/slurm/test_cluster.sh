@@ -13,6 +13,7 @@ conf="$dir/slurm.conf"
 
 start() {
     mkdir -p "$dir"/{state,spool,log,munge}
+    chmod 755 "$dir"  # munged runs as user munge and must reach DIR/munge
     host=$(hostname -s)
     # munge: its own key and socket under DIR, so a system munged (if any) is left alone.
     if [ ! -f "$dir/munge/munge.key" ]; then
