@@ -260,7 +260,11 @@ OUTPUT_NEUTRAL_KEYS = {"data": {"data": ("cache_dir", "tokenize_batch_size")},
 
 def load_config(overrides: list[str]) -> DictConfig:
     """Compose configs/ with command-line overrides, type-check it against the schema, and validate it."""
-    composed = _compose(overrides)
+    return finalize_config(_compose(overrides))
+
+
+def finalize_config(composed: DictConfig) -> DictConfig:
+    """A composed tree (ours, or the one @hydra.main hands a sweep job) merged into the schema and validated."""
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), composed)
         cfg.run_dir = str(Path(str(cfg.run_dir)).expanduser().resolve())
