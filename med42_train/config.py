@@ -179,6 +179,8 @@ class SlurmConfig:
     qos: Optional[str] = None
     # GPUs requested per node for training stages; null requests none (CPU test cluster: gloo processes).
     gpus_per_node: Optional[int] = None
+    # GPUs for a one-process stage by name (eval runs its models on cuda when it has one); others get none.
+    single_process_gpus: dict[str, int] = field(default_factory=dict)
     cpus_per_task: int = 2  # one task per node; it runs torchrun and its nproc_per_node workers
     mem: Optional[str] = None  # --mem per node, e.g. "0" (all of it) or "500G"; null: the cluster's default
     # Wall-clock limit per job, by stage (a DPO round is "dpo"); stages not listed get `default`.

@@ -130,7 +130,8 @@ def job_context(cfg: DictConfig, job: Job, frozen: Path, script: Path) -> dict:
     return {
         "label": job.label, "stage": job.stage, "template": job.template, "nnodes": job.nnodes,
         "job_name": f"med42-{cfg.name}-{job.label}", "slurm": slurm,
-        "gpus_per_node": slurm.gpus_per_node if job.stage in DISTRIBUTED_STAGES else None,
+        "gpus_per_node": slurm.gpus_per_node if job.stage in DISTRIBUTED_STAGES else
+        slurm.single_process_gpus.get(job.stage),
         "time_limit": time_limits.get(job.stage, time_limits["default"]),
         "signal": cfg.launcher.preemption_signal, "grace_s": cfg.launcher.preemption_grace_s,
         "nproc_per_node": cfg.launcher.nproc_per_node, "torchrun_signals": ",".join(TORCHRUN_SIGNALS),

@@ -46,8 +46,9 @@ def test_training_jobs_run_one_torchrun_per_node_on_the_experiments_nodes(render
 
 def test_cpu_jobs_ask_for_no_gpu_and_scripts_are_valid_bash(rendered_70b):
     _, jobs, _ = rendered_70b
-    data = open(jobs["data"]["script"]).read()
+    data, evaluation = open(jobs["data"]["script"]).read(), open(jobs["eval"]["script"]).read()
     assert "--gpus-per-node" not in data and "torch.distributed.run" not in data
+    assert "#SBATCH --gpus-per-node=1\n" in evaluation and "torch.distributed.run" not in evaluation
     for job in jobs.values():
         subprocess.run(["bash", "-n", job["script"]], check=True)
 

@@ -1,6 +1,6 @@
 """Hydra multirun sweeps of the CPU stages, e.g. on Slurm through hydra-submitit-launcher (one job per point):
 
-    python -m med42_train.sweep -m +stage=data data.max_length=4096,8192 'run_dir=runs/len${data.max_length}' \
+    python -m med42_train.launch.sweep -m +stage=data data.max_length=4096,8192 'run_dir=runs/len${data.max_length}' \
         hydra/launcher=submitit_slurm hydra.launcher.timeout_min=240 hydra.launcher.cpus_per_task=32 \
         hydra.sweep.dir=runs/sweeps/length
 
