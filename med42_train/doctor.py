@@ -27,7 +27,7 @@ def run_doctor(overrides: list[str]) -> int:
     cfg = load_config(overrides)
     checks = [_torch(), _gpus(cfg), _disk(cfg), _credentials(), _slurm(cfg), _attention(cfg)]
     for status, what, detail in checks:
-        print(f"{status:<5} {what:<12} {detail}")
+        print(f"{status:<5} {what:<12} {' | '.join(detail.splitlines())}")  # one line per check
     return 1 if any(status == "fail" for status, _, _ in checks) else 0
 
 
@@ -122,12 +122,12 @@ def _credentials() -> tuple[str, str, str]:
 
 
 def _slurm(cfg: DictConfig) -> tuple[str, str, str]:
+    level = "fail" if cfg.launcher.name == "slurm" else "warn"  # only launcher=slurm needs it
     if shutil.which("sinfo") is None:
-        level = "fail" if cfg.launcher.name == "slurm" else "warn"
         return level, "slurm", "sinfo not found: launcher=slurm needs a Slurm login node (or launcher=local)"
     result = subprocess.run(["sinfo", "-h", "-o", "%P %a %D %G"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        return "fail", "slurm", f"sinfo failed: {result.stderr.strip()[:200]} (is slurmctld reachable?)"
+        return level, "slurm", f"sinfo failed: {result.stderr.strip()[:300]} (is slurmctld reachable? SLURM_CONF?)"
     partitions = "; ".join(line.strip() for line in result.stdout.splitlines())
     return "ok", "slurm", f"partitions (name avail nodes gres): {partitions}; preemption signal " \
                           f"{cfg.launcher.preemption_signal} (USR2 if your NCCL build handles USR1)"

@@ -129,7 +129,7 @@ def job_context(cfg: DictConfig, job: Job, frozen: Path, script: Path) -> dict:
     time_limits = slurm.time_limits
     return {
         "label": job.label, "stage": job.stage, "template": job.template, "nnodes": job.nnodes,
-        "job_name": f"med42-{cfg.name}-{job.label}", "slurm": slurm,
+        "job_name": _job_name(cfg, job.label), "slurm": slurm,
         "gpus_per_node": slurm.gpus_per_node if job.stage in DISTRIBUTED_STAGES else
         slurm.single_process_gpus.get(job.stage),
         "time_limit": time_limits.get(job.stage, time_limits["default"]),
@@ -155,23 +155,31 @@ def _sbatch(command: list[str]) -> str:
     return result.stdout.strip().split(";")[0]  # --parsable: jobid[;cluster]
 
 
-def queued_job_ids() -> dict[str, str]:
-    """{job id: state} of every job in the queue (pending, running, requeued...)."""
-    result = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True, check=False)
+def queued_jobs() -> dict[tuple[str, str], str]:
+    """{(job id, job name): state} of every job in the queue (pending, running, requeued...). The name too: a
+    restarted controller may give an old chain's ids to other jobs."""
+    result = subprocess.run(["squeue", "-h", "-o", "%i %T %j"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ConfigError(f"squeue failed: {result.stderr.strip()}")
-    return dict(line.split() for line in result.stdout.splitlines() if line.strip())
+    rows = [line.split(maxsplit=2) for line in result.stdout.splitlines() if line.strip()]
+    return {(job_id, name): state for job_id, state, name in rows}
+
+
+def _job_name(cfg: DictConfig, label: str) -> str:
+    return f"med42-{cfg.name}-{label}"
 
 
 def refuse_if_queued(cfg: DictConfig) -> None:
     jobs_file = slurm_dir(cfg) / "jobs.json"
     if not jobs_file.is_file():
         return
-    ours = {job["job_id"]: job["label"] for job in json.loads(jobs_file.read_text())["jobs"]}
-    queued = {job_id: state for job_id, state in sorted(queued_job_ids().items(), key=lambda item: int(item[0]))
-              if job_id in ours}
+    ours = {(job["job_id"], _job_name(cfg, job["label"])): job["label"]
+            for job in json.loads(jobs_file.read_text())["jobs"]}
+    queued = {key[0]: state for key, state in sorted(queued_jobs().items(), key=lambda item: int(item[0][0]))
+              if key in ours}
     if queued:
-        listed = ", ".join(f"{job_id} ({ours[job_id]}, {state})" for job_id, state in queued.items())
+        labels = {job_id: label for (job_id, _), label in ours.items()}
+        listed = ", ".join(f"{job_id} ({labels[job_id]}, {state})" for job_id, state in queued.items())
         raise ChainQueuedError(f"a chain for {cfg.run_dir} is still queued: {listed}. Wait for it, or cancel "
                                f"it first: scancel {' '.join(queued)}")
 
@@ -181,7 +189,7 @@ def chain_status(cfg: DictConfig) -> tuple[str, bool]:
     jobs_file = slurm_dir(cfg) / "jobs.json"
     if not jobs_file.is_file():
         raise ConfigError(f"no chain was submitted for {cfg.run_dir} (no {jobs_file})")
-    queued, lines, failed = queued_job_ids(), [], False
+    queued, lines, failed = queued_jobs(), [], False
     for job in json.loads(jobs_file.read_text())["jobs"]:
         state = _job_state(cfg, job, queued)
         failed |= state.startswith(("FAILED", "CANCELLED"))
@@ -189,13 +197,14 @@ def chain_status(cfg: DictConfig) -> tuple[str, bool]:
     return "\n".join(lines), failed
 
 
-def _job_state(cfg: DictConfig, job: dict, queued: dict[str, str]) -> str:
+def _job_state(cfg: DictConfig, job: dict, queue: dict[tuple[str, str], str]) -> str:
     events_file = slurm_dir(cfg) / "status" / f"{job['label']}.jsonl"
     events = [json.loads(line) for line in events_file.read_text().splitlines()] if events_file.is_file() else []
     events = [e for e in events if e["job_id"] == job["job_id"]]  # a file outlives a chain; keep this one's
     requeues = sum(e["state"] == "requeued" for e in events)
-    if job["job_id"] in queued:
-        return f"{queued[job['job_id']]} (requeued {requeues}x)" if requeues else queued[job["job_id"]]
+    queued = queue.get((job["job_id"], _job_name(cfg, job["label"])))
+    if queued:
+        return f"{queued} (requeued {requeues}x)" if requeues else queued
     last = events[-1] if events else None
     if last is None:
         return "CANCELLED: never ran (a job before it failed or was cancelled)"
