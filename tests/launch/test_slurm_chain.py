@@ -17,6 +17,7 @@ from tests.train.conftest import copy_run, logged_steps
 pytestmark = pytest.mark.slow
 CHAIN = ["data", "sft", "dpo-iter1", "dpo-iter2", "eval"]
 EVERY_STEP = "sft.logging_steps=1"  # each step's loss logged, so the sequences compare step by step
+FEWER_EVALS = "eval.models=[dpo]"  # ours: the two DPO rounds only, to keep the chain within the CI budget
 
 
 def test_a_failed_stage_stops_the_chain_and_the_status_names_the_failed_job(slurm_cluster, tmp_path):
@@ -43,7 +44,7 @@ def test_a_failed_stage_stops_the_chain_and_the_status_names_the_failed_job(slur
 
 def test_demo_chain_survives_usr1_mid_sft_and_completes_in_dependency_order(slurm_cluster, tmp_path):
     run_dir = tmp_path / "chain"
-    overrides = [f"run_dir={run_dir}", *SMALL_RUN_OVERRIDES, EVERY_STEP, *SLURM_TEST_OVERRIDES]
+    overrides = [f"run_dir={run_dir}", *SMALL_RUN_OVERRIDES, EVERY_STEP, FEWER_EVALS, *SLURM_TEST_OVERRIDES]
     submitted = run_med42(["pipeline", *overrides])
     jobs = chain_jobs(run_dir)
     assert list(jobs) == CHAIN and "scancel" in submitted.stdout

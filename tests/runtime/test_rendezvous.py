@@ -48,3 +48,15 @@ def test_a_rank_with_another_config_fails_fast_naming_the_ranks(tmp_path):
     # Both stop at the check (start-up plus one all-gather), far below the 600 s collective timeout.
     assert elapsed_s < 120, f"took {elapsed_s:.0f} s"
     assert not (tmp_path / "sft").exists()
+
+
+def test_under_slurm_a_world_size_other_than_planned_is_a_problem(tmp_path):
+    from med42_train.config import load_config
+    from med42_train.runtime.rendezvous import _world_size_problem
+
+    slurm = load_config([f"run_dir={tmp_path}", "launcher=slurm", "launcher.nnodes=2", "launcher.nproc_per_node=8",
+                         "dpo.nnodes=1"])
+    assert _world_size_problem(slurm, "sft", 16) is None and _world_size_problem(slurm, "dpo", 8) is None
+    assert "8 ranks joined but the config plans 16" in _world_size_problem(slurm, "sft", 8)
+    # A hand-run torchrun on one machine may pick its own size (the sft stage checks the batch split itself).
+    assert _world_size_problem(load_config([f"run_dir={tmp_path}"]), "sft", 1) is None
