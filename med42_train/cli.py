@@ -20,7 +20,8 @@ from med42_train.stages import SINGLE_PROCESS_STAGES, STAGE_MODULES
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="med42",
-        description="Med42-v2 training pipeline. Stages: data, sft, dpo, eval, pipeline (all of them in order).",
+        description="Med42-v2 training pipeline. Stages: data, sft, dpo, eval, elo, report, pipeline (all of them "
+                    "in order).",
         epilog="Examples: med42 pipeline experiment=demo | med42 sft run_dir=runs/x sft.learning_rate=1e-5",
     )
     parser.add_argument("stage", choices=sorted([*STAGE_MODULES, "doctor"]),

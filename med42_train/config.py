@@ -19,7 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "configs"
 RECIPE_DIR = PROJECT_ROOT / "data_recipes"
 
-STAGES = ("data", "sft", "dpo", "eval")
+STAGES = ("data", "sft", "dpo", "eval", "elo", "report")
 # Attention kernels that keep padding-free packed samples apart (FACTS.md: sdpa/eager isolate through
 # position_ids only without an attention mask; flex_attention does not isolate them).
 PACKING_SAFE_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
@@ -28,6 +28,8 @@ PACKING_SAFE_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention
 # DPOConfig.loss_type values TRL 1.16 implements (trl/trainer/dpo_trainer.py, DPOTrainer._compute_loss).
 TRL_DPO_LOSSES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair",
                   "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
+# The datasets of the shipped eval tasks: keys of eval.data_files (med42_train/eval/tasks/*.yaml `dataset`).
+EVAL_DATA_KEYS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "usmle", "demo_mcqa")
 
 
 class ConfigError(ValueError):
@@ -161,13 +163,90 @@ class ExportConfig:
 
 @dataclass
 class EvalConfig:
-    tasks: list[str] = field(default_factory=lambda: ["med42_demo_mcqa"])
+    # lm-eval task or group names shipped in med42_train/eval/tasks/ (`*_full`: Med42's full-answer scoring,
+    # `*_letter`: the harness default); checked when the config loads.
+    tasks: list[str] = field(default_factory=lambda: ["med42_demo_mcqa_full"])
+    # Stage labels (base, sft, dpo = every DPO iteration) or local HF model folders (eval/checkpoints.py).
     models: list[str] = field(default_factory=lambda: ["base", "sft", "dpo"])
+    # Local copies instead of the hub, one per dataset key (medqa, medmcqa, pubmedqa, mmlu, mmlu_pro, usmle,
+    # demo_mcqa), e.g. eval.data_files.medqa=/data/medqa/test.jsonl; layouts in README (evaluation).
+    data_files: dict[str, Optional[str]] = field(default_factory=lambda: dict.fromkeys(EVAL_DATA_KEYS))
     num_fewshot: int = 0
     apply_chat_template: bool = True
     system_prompt: Optional[str] = None
     batch_size: int = 8
     limit: Optional[int] = None  # evaluate only the first N documents per task (smoke runs)
+    # Per model x task results, keyed by the model export's hash + task definition hash + protocol; kept outside
+    # <run_dir>/eval/ so that overwrite=true (e.g. after adding a task) re-runs only what is not cached.
+    cache_dir: str = "${run_dir}/../.cache/eval"
+    backend: str = "hf"  # hf (transformers) | vllm (when installed; GPU only)
+    # hf: shard one model across the node's GPUs with a device map (a 70B does not fit one GPU). Untested here.
+    parallelize: bool = False
+    tensor_parallel_size: int = 1  # vllm: GPUs per model. Untested here (no GPU on CI).
+
+
+# The Med42-v2 card's judging rubric, one criterion line as Prometheus 2's relative grading takes it.
+MED42_RUBRIC = (
+    "[Which response is of higher overall quality in a medical context? Consider: Relevance (does it directly "
+    "address the question?), Completeness (all important aspects, details and subpoints?), Safety (avoids unsafe "
+    "practices, addresses potential risks?), Ethics (confidentiality, avoids biases?), Clarity (professional, "
+    "clear, easy to understand?)]"
+)
+# The system prompt of the Med42-v2 model card's usage example, given to every model in the tournament.
+MED42_SYSTEM_PROMPT = (
+    "You are a helpful, respectful and honest medical assistant. You are a second version of Med42 developed by "
+    "the AI team at M42, UAE. Always answer as helpfully as possible, while being safe. Your answers should not "
+    "include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content. Please ensure that your "
+    "responses are socially unbiased and positive in nature. If a question does not make any sense, or is not "
+    "factually coherent, explain why instead of answering something not correct. If you don\u2019t know the answer "
+    "to a question, please don\u2019t share false information."
+)
+
+
+@dataclass
+class JudgeConfig:
+    """The pairwise judge of the elo stage."""
+
+    # A hub id, a local HF folder, or a stage label of this run (`base`, `sft`): the demo judges with its base model.
+    name_or_path: str = "prometheus-eval/prometheus-8x7b-v2.0"  # paper: Prometheus-8x7b-v2.0 judged the card's Elo
+    dtype: str = "bfloat16"
+    rubric: str = MED42_RUBRIC  # paper: the card's five-point rubric
+    max_new_tokens: int = 1024  # room for the feedback before `[RESULT] A|B`
+    temperature: float = 0.0  # 0 = greedy: the same answers always get the same verdict
+    batch_size: int = 4  # prompts per generate call
+
+
+@dataclass
+class EloConfig:
+    """Answers from every model, judged pairwise in both orders, rated Bradley-Terry on the Elo scale."""
+
+    # `demo` (data_recipes/demo/elo_questions.jsonl) or a jsonl file with `id` and `question` on every line.
+    questions: str = "demo"
+    num_questions: Optional[int] = None  # only the first N questions (smoke runs); null = all
+    models: list[str] = field(default_factory=lambda: ["base", "sft", "dpo"])  # labels as in eval.models
+    extra_models: list[str] = field(default_factory=list)  # local HF folders (e.g. a released Med42-v2)
+    system_prompt: str = MED42_SYSTEM_PROMPT  # paper: the same simple system prompt for every model
+    temperature: float = 0.4  # paper: the card's sampling
+    top_k: int = 150  # paper
+    top_p: float = 0.75  # paper
+    max_new_tokens: int = 512  # paper
+    batch_size: int = 8  # questions per generate call (transformers path; vLLM schedules its own batches)
+    questions_per_pair: Optional[int] = None  # null = every pair on every question; N = a seeded sample per pair
+    bootstrap_rounds: int = 1000  # ours: multinomial resamples of the outcome counts for the 95% intervals
+    anchor_rating: float = 1000.0  # ours: the ratings' mean (the card does not state its anchor)
+    # Answers cached per model export hash and decoding settings, shared by the runs beside this one.
+    cache_dir: str = "${run_dir}/../.cache/elo"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+
+@dataclass
+class ReportConfig:
+    """The run report: one self-contained HTML page and its markdown twin."""
+
+    title: Optional[str] = None  # null: "<name> run report"
+    figure_format: str = "png"  # png | svg, embedded inline either way
+    figure_dpi: int = 110
+    show_paper: bool = True  # the Med42-v2 card's MCQA and Elo tables beside this run's
 
 
 @dataclass
@@ -235,6 +314,8 @@ class RootConfig:
     fsdp: FSDPConfig = field(default_factory=FSDPConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    elo: EloConfig = field(default_factory=EloConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
@@ -247,6 +328,8 @@ STAGE_CONFIG_KEYS = {
     # One DPO round (<run_dir>/dpo/iter_<k>/): its identity is also its inputs (pairs, start and reference models).
     "dpo_iteration": ("model", "dpo", "fsdp", "export", "seed"),
     "eval": ("eval",),
+    "elo": ("elo", "seed"),
+    "report": ("report",),
 }
 
 
@@ -257,7 +340,9 @@ _REFERENCE_PASS_KEYS = ("reference_batch_size", "reference_check_pairs", "refere
 OUTPUT_NEUTRAL_KEYS = {"data": {"data": ("cache_dir", "tokenize_batch_size")},
                        "dpo": {"dpo": _REFERENCE_PASS_KEYS},
                        # Adding a fourth round must not redo the first three.
-                       "dpo_iteration": {"dpo": ("iterations", *_REFERENCE_PASS_KEYS)}}
+                       "dpo_iteration": {"dpo": ("iterations", *_REFERENCE_PASS_KEYS)},
+                       "eval": {"eval": ("cache_dir",)},
+                       "elo": {"elo": ("cache_dir",)}}
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -328,6 +413,8 @@ def _explain_compose_error(err: Exception) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Reject combinations that would run but train or evaluate something silently wrong."""
+    import importlib.util
+
     checks = [
         (cfg.model.dtype in ("float32", "bfloat16", "float16"),
          f"model.dtype={cfg.model.dtype!r} is not a dtype: use float32, bfloat16 or float16"),
@@ -343,8 +430,12 @@ def validate(cfg: DictConfig) -> None:
         (cfg.logger.mode in ("online", "offline", "disabled"),
          f"logger.mode={cfg.logger.mode!r}: use online, offline or disabled"),
         (len(cfg.eval.tasks) > 0, "eval.tasks is empty: name at least one task"),
-        (set(cfg.eval.models) <= {"base", "sft", "dpo"},
-         f"eval.models={list(cfg.eval.models)}: choose from base, sft, dpo"),
+        (cfg.eval.backend in ("hf", "vllm"), f"eval.backend={cfg.eval.backend!r}: use hf or vllm"),
+        # The shipped tasks define no few-shot split: the harness would draw examples from the test set itself.
+        (cfg.eval.num_fewshot == 0, f"eval.num_fewshot={cfg.eval.num_fewshot}: the MCQA tasks are zero-shot (paper) "
+         f"and define no few-shot split; set eval.num_fewshot=0"),
+        (cfg.eval.backend != "vllm" or importlib.util.find_spec("vllm") is not None,
+         "eval.backend=vllm but the vllm package is not installed: `pip install vllm` (GPU) or eval.backend=hf"),
         (cfg.sft.learning_rate > 0 and cfg.dpo.learning_rate > 0, "learning rates must be positive"),
         (cfg.sft.per_device_train_batch_size >= 1 and cfg.dpo.per_device_train_batch_size >= 1,
          "per_device_train_batch_size must be at least 1"),
@@ -354,10 +445,26 @@ def validate(cfg: DictConfig) -> None:
         (cfg.model.tiny.hidden_size % cfg.model.tiny.num_attention_heads == 0,
          "model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads"),
     ]
-    for ok, message in [*checks, *_dpo_checks(cfg), *_launcher_checks(cfg), *_memory_and_speed_checks(cfg)]:
+    for ok, message in [*checks, *_dpo_checks(cfg), *_launcher_checks(cfg), *_memory_and_speed_checks(cfg),
+                        *_elo_and_report_checks(cfg)]:
         if not ok:
             raise ConfigError(message)
     recipe_path(cfg)  # raises if the recipe does not exist
+    _check_eval(cfg)
+
+
+def _check_eval(cfg: DictConfig) -> None:
+    """Unknown tasks, data files or model labels fail here, before data, SFT and DPO have run."""
+    from med42_train.eval.checkpoints import check_model_labels  # imports this module: import here
+    from med42_train.eval.task_defs import check_tasks
+
+    check_tasks(list(cfg.eval.tasks), local_data_files(cfg))
+    check_model_labels(list(cfg.eval.models))
+
+
+def local_data_files(cfg: DictConfig) -> dict[str, str]:
+    """The eval.data_files entries that are set (the others read the hub)."""
+    return {key: str(path) for key, path in cfg.eval.data_files.items() if path}
 
 
 def sft_gradient_accumulation(cfg: DictConfig, world_size: int) -> int:
@@ -469,6 +576,26 @@ def _memory_and_speed_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
          "sft.use_liger_kernel=true needs CUDA (Triton kernels): set sft.use_liger_kernel=false for CPU runs"),
         (cfg.launcher.peak_tflops_per_device is None or cfg.launcher.peak_tflops_per_device > 0,
          "launcher.peak_tflops_per_device must be positive (TFLOP/s) or null"),
+    ]
+
+
+def _elo_and_report_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
+    elo = cfg.elo
+    num_models = len(elo.models) + len(elo.extra_models)
+    return [
+        (num_models >= 2, f"elo.models + elo.extra_models name {num_models} model(s): a tournament needs two or more"),
+        (elo.temperature >= 0 and elo.judge.temperature >= 0, "elo.temperature and elo.judge.temperature must be >= 0"),
+        (0 < elo.top_p <= 1 and elo.top_k >= 0, "elo.top_p must be in (0, 1] and elo.top_k >= 0 (0 = no top-k)"),
+        (elo.max_new_tokens >= 1 and elo.judge.max_new_tokens >= 1, "elo max_new_tokens must be at least 1"),
+        (elo.batch_size >= 1 and elo.judge.batch_size >= 1, "elo.batch_size and elo.judge.batch_size must be >= 1"),
+        (elo.questions_per_pair is None or elo.questions_per_pair >= 1,
+         "elo.questions_per_pair must be null (every question) or at least 1"),
+        (elo.num_questions is None or elo.num_questions >= 1, "elo.num_questions must be null (all) or at least 1"),
+        (elo.bootstrap_rounds >= 0, "elo.bootstrap_rounds must be >= 0 (0 = no intervals)"),
+        (elo.judge.dtype in ("float32", "bfloat16", "float16"),
+         f"elo.judge.dtype={elo.judge.dtype!r}: use float32, bfloat16 or float16"),
+        (cfg.report.figure_format in ("png", "svg"),
+         f"report.figure_format={cfg.report.figure_format!r}: use png or svg"),
     ]
 
 

@@ -116,6 +116,12 @@ def test_overrides_reach_the_config_and_run_dir_is_made_absolute(tmp_path, monke
         ("fsdp.version=1", ["fsdp.version=2"]),
         ("logger.mode=loud", ["logger.mode"]),
         ("eval.models=[base,teacher]", ["eval.models"]),
+        ("eval.tasks=[med42_medqa]", ["eval.tasks", "med42_medqa_full", "med42_medqa_letter"]),
+        ("eval.data_files.medqa=/no/such/file.jsonl", ["eval.data_files.medqa", "/no/such/file.jsonl"]),
+        ("eval.data_files.medqz=/tmp", ["eval.data_files.medqz", "spelling"]),
+        ("eval.tasks=[med42_usmle_full]", ["med42_usmle_full", "eval.data_files.usmle"]),
+        ("eval.backend=tgi", ["eval.backend", "hf or vllm"]),
+        ("eval.num_fewshot=5", ["eval.num_fewshot=0"]),
         ("data.recipe=missing_recipe", ["data.recipe", "demo"]),
         ("data.max_length=4096", ["data.max_length", "max_position_embeddings"]),
         ("model.dtype=float8", ["model.dtype"]),
@@ -166,3 +172,22 @@ def test_until_iteration_does_not_change_what_a_dpo_round_is(tmp_path):
     first = load_config([f"run_dir={tmp_path}", "dpo.iterations=3", "dpo.until_iteration=1"])
     for stage in ("dpo", "dpo/iter_1"):
         assert stage_config_hash(whole, stage) == stage_config_hash(first, stage)
+
+
+def test_the_eval_tasks_of_every_experiment_are_checked_when_the_config_loads():
+    """The paper's suite is known at composition: a typo fails here, not after data, SFT and DPO have run."""
+    cfg = load_config(["experiment=med42_v2_8b"])
+    assert "med42_medqa_full" in cfg.eval.tasks and cfg.eval.num_fewshot == 0
+    with pytest.raises(ConfigError, match="med42_medqa_ful"):
+        load_config(["experiment=med42_v2_8b", "eval.tasks=[med42_medqa_ful]"])
+
+
+def test_eval_models_take_local_folders_and_the_eval_cache_is_output_neutral(tmp_path):
+    folder = tmp_path / "Llama3-Med42-8B"
+    folder.mkdir()
+    cfg = load_config([f"eval.models=[base,{folder}]"])
+    assert list(cfg.eval.models) == ["base", str(folder)]
+    moved = load_config([f"eval.models=[base,{folder}]", f"eval.cache_dir={tmp_path / 'cache'}"])
+    assert stage_config_hash(moved, "eval") == stage_config_hash(cfg, "eval")
+    assert stage_config_hash(load_config(["eval.tasks=[med42_demo_mcqa_letter]"]), "eval") != \
+        stage_config_hash(load_config([]), "eval")

@@ -6,7 +6,7 @@ This script wrote the files in data_recipes/demo/:
     medqa_train.jsonl         200 records, MedQA (jind11) USMLE layout
     dialogues_sharegpt.json   150 records, ShareGPT conversations layout
     preferences.jsonl         200 records, UltraFeedback-binarized flat layout
-    mcqa_eval.jsonl           100 records, MedQA layout (held-out demo eval)
+    mcqa_eval.jsonl           100 records, MedQA layout (demo eval: taught facts, unseen wording)
 
 All content is synthetic demo data written for this project: it is composed
 from small hand-written, general-knowledge medical tables below and varied
@@ -665,12 +665,13 @@ def build_mcq(r, key, pos):
 def make_mcqa():
     keys = mcq_keys()
     rng.shuffle(keys)
-    eval_keys, train_keys = keys[:100], keys[100:]
-    # evaluation: one item per held-out key (concepts not used in training items)
-    eval_pos = [0, 1, 2, 3] * 25
-    rng.shuffle(eval_pos)
-    evals = [build_mcq(rng, k, p) for k, p in zip(eval_keys, eval_pos)]
-    seen = set(e["question"] for e in evals)
+    held_out_keys, train_keys = keys[:100], keys[100:]
+    # These held-out items are still drawn (and dropped) so that every file generated after this one stays
+    # byte-identical; the eval set itself is written by make_mcqa_eval, from its own generator.
+    held_out_pos = [0, 1, 2, 3] * 25
+    rng.shuffle(held_out_pos)
+    held_out = [build_mcq(rng, k, p) for k, p in zip(held_out_keys, held_out_pos)]
+    seen = set(e["question"] for e in held_out)
     train_pos = [0, 1, 2, 3] * 50
     rng.shuffle(train_pos)
     train = []
@@ -683,7 +684,87 @@ def make_mcqa():
             continue
         seen.add(item["question"])
         train.append(item)
-    return train, evals
+    return train
+
+
+# ---------------------------------------------------------------------------
+# The demo eval set: facts the training data teaches, asked in words it never uses
+# ---------------------------------------------------------------------------
+# Each stem is a fresh template (no 13-word run of it occurs in any training file) naming the entity, and every
+# option is under 13 words, so the data stage's decontamination (13-gram overlap) finds nothing. An item is kept
+# only if some SFT training record states its answer next to its entity, so a model that learned the training
+# data can answer it. Its own generator (random.Random(1)) leaves the other files untouched.
+
+MAX_OPTION_WORDS = 12  # decontamination also matches options of 13+ words
+
+
+def eval_candidates(r):
+    """(entity, question stem, correct answer, wrong-answer pool, meta_info) for every fact the tables hold."""
+    out = []
+    for d in DISEASES:
+        out.append((d["name"], "On a pharmacotherapy quiz, a student must name the preferred initial therapy for %s. "
+                    "Which answer should the student give?" % d["name"], d["tx"], d["wrong"], "step2&3"))
+    for g in DRUGS:
+        out.append((g["drug"], "A medication reconciliation lists %s, and the pharmacist is asked which drug class "
+                    "this agent is grouped under. Which class is it?" % g["drug"], cap(g["cls"]),
+                    [cap(o["cls"]) for o in DRUGS if o is not g], "step1"))
+        if g["sig"]:
+            out.append((g["drug"], "While counseling someone newly started on %s, which adverse effect is the one most "
+                        "characteristically linked to this particular medicine?" % g["drug"], cap(g["se"][0]),
+                        [cap(o["se"][0]) for o in DRUGS if o is not g and o["sig"] and o["se"][0] not in g["se"]],
+                        "step1"))
+    for v in VITAMINS:
+        out.append((v["vit"], "A nutrition lecture asks which clinical problem is expected when a diet lacks %s for a "
+                    "long period. Which problem is it?" % v["vit"], cap(v["defi"]),
+                    [cap(o["defi"]) for o in VITAMINS if o is not v], "step1"))
+    for n in NERVES:
+        out.append((n["nerve"], "An anatomy examiner asks which finding would be expected after damage to the %s. "
+                    "Which finding fits best?" % n["nerve"], cap(n["deficit"]),
+                    [cap(o["deficit"]) for o in NERVES if o is not n], "step1"))
+    for L in LABS:
+        wrong = [lab_value(r, L, k) + lab_unit(L) for k in ("high", "high", "low" if L["low"] else "high")]
+        out.append((L["lab"], "Reading a routine adult panel, which %s result would a clinician regard as sitting "
+                    "inside the usual reference interval?" % L["lab"], lab_value(r, L, "normal") + lab_unit(L),
+                    wrong, "step1"))
+    return out
+
+
+def is_taught(entity, answer, training_texts):
+    """Some training record states the answer together with the entity (case-insensitive)."""
+    entity, answer = entity.lower(), answer.lower()
+    return any(entity in text and answer in text for text in training_texts)
+
+
+def short_enough(option):
+    return len(option.split()) <= MAX_OPTION_WORDS
+
+
+def make_mcqa_eval(training_texts, size=100):
+    r = random.Random(1)
+    items = []
+    for entity, stem, correct, pool, step in eval_candidates(r):
+        pool = sorted(set(o for o in pool if o != correct and short_enough(o)))
+        lab = correct[:1].isdigit()  # a normal lab value is taught through its reference range, not verbatim
+        taught = is_taught(entity, "reference range for " + entity if lab else correct, training_texts)
+        if taught and short_enough(correct) and len(pool) >= 3:
+            items.append((stem, correct, r.sample(pool, 3), step))
+    items = r.sample(items, min(size, len(items)))
+    positions = ([0, 1, 2, 3] * size)[: len(items)]
+    r.shuffle(positions)
+    out = []
+    for (stem, correct, wrong, step), pos in zip(items, positions):
+        opts = wrong[:pos] + [correct] + wrong[pos:]
+        out.append({"question": stem, "answer": correct, "options": dict(zip("ABCD", opts)), "meta_info": step,
+                    "answer_idx": "ABCD"[pos]})
+    return out
+
+
+def sft_texts(flash, train, dialogues):
+    """Every SFT training record as one lower-cased text."""
+    texts = [(f["input"] + " " + f["output"]).lower() for f in flash]
+    texts += [(t["question"] + " " + t["answer"]).lower() for t in train]
+    texts += [" ".join(turn["value"] for turn in d["conversations"]).lower() for d in dialogues]
+    return texts
 
 
 # ---------------------------------------------------------------------------
@@ -962,9 +1043,10 @@ def write_jsonl(name, rows):
 
 def main():
     flash = make_flashcards()
-    train, evals = make_mcqa()
+    train = make_mcqa()
     dialogues = make_dialogues()
     prefs = make_preferences()
+    evals = make_mcqa_eval(sft_texts(flash, train, dialogues))
     write_json("medical_flashcards.json", flash)
     write_jsonl("medqa_train.jsonl", train)
     write_json("dialogues_sharegpt.json", dialogues)

@@ -37,11 +37,11 @@ def is_stage_label(label: str) -> bool:
     return label in STAGE_OF_LABEL
 
 
-def check_model_labels(labels: list[str]) -> None:
+def check_model_labels(labels: list[str], key: str = "eval.models") -> None:
     """At config time: every entry is a stage label or an existing local folder (a typo fails before any stage)."""
     for label in labels:
         if not is_stage_label(label) and not Path(label).expanduser().is_dir():
-            raise ConfigError(f"eval.models entry {label!r} is neither a stage label ({', '.join(STAGE_OF_LABEL)}) "
+            raise ConfigError(f"{key} entry {label!r} is neither a stage label ({', '.join(STAGE_OF_LABEL)}) "
                               f"nor an existing local HF model folder: fix the entry or the path")
 
 

@@ -1,134 +1,108 @@
-"""The `eval` stage: lm-evaluation-harness on the base, SFT and DPO models; a comparison table at the end.
+"""The `eval` stage: the MCQA suite (lm-evaluation-harness) on every checkpoint, beside the paper's table.
 
-Launch: med42 eval run_dir=runs/demo
-Writes <run_dir>/eval/tasks/ (the installed task YAMLs), <run_dir>/eval/<model>/results.json and
-samples_<task>.jsonl (every scored request), summary.json, comparison.md.
+Launch: med42 eval run_dir=runs/demo            (the models of eval.models: base, sft, each DPO iteration)
+        med42 eval run_dir=runs/ext 'eval.models=[/models/Llama3-Med42-8B]'   (a local folder, no other stage)
+Writes <run_dir>/eval/tasks/ (the task definitions that ran), <run_dir>/eval/<model>/results.json (per task:
+scores, harness config, protocol block) and samples_<task>.jsonl (every scored request), summary.json and
+comparison.md. Results are cached per model x task in eval.cache_dir (eval/cache.py): after adding a task,
+`med42 eval ... overwrite=true` evaluates only that task.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from pathlib import Path
-
-import yaml
 from omegaconf import DictConfig
 
-from med42_train.config import RECIPE_DIR, ConfigError
+from med42_train.eval import cache, compare, harness
+from med42_train.eval.checkpoints import RunModel, run_models
+from med42_train.eval.task_defs import TASK_DIR
 from med42_train.runtime.log import get_logger
-from med42_train.runtime.rundir import begin_stage, finish_stage, stage_input
-from med42_train.runtime.wandb_run import start_run
+from med42_train.runtime.rundir import begin_stage, finish_stage
+from med42_train.runtime.wandb_run import NullRun, start_run
 
 log = get_logger()
-TASK_DIR = Path(__file__).parent / "tasks"
-MODEL_STAGES = {"base": "data", "sft": "sft", "dpo": "dpo"}
 
 
 def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
-    return _models_to_evaluate(cfg)[1]
+    return _models_and_inputs(cfg)[1]
 
 
 def run(cfg: DictConfig) -> None:
-    models, inputs = _models_to_evaluate(cfg)
+    models, inputs = _models_and_inputs(cfg)
     stage = begin_stage(cfg, "eval", inputs)
     if stage is None:
         return
     cfg, wandb_run = stage.cfg, start_run(stage.cfg, "eval")
-    task_dir = install_tasks(list(cfg.eval.tasks), stage.dir / "tasks")
+    task_dir = install_tasks(stage.dir / "tasks")
 
-    scores = {}
-    for label, path in models.items():
-        results = evaluate_model(cfg, path, task_dir)
-        _write_results(stage.dir / label, results)
-        scores[label] = {task: _task_scores(results["results"][task]) for task in cfg.eval.tasks}
-        wandb_run.log({f"eval/{label}/{task}/{metric}": value
-                       for task, metrics in scores[label].items() for metric, value in metrics.items()})
+    scores, cache_hits = {}, {}
+    for model in models:
+        results, cache_hits[model.label] = results_for(cfg, model, task_dir)
+        _write_model(stage.dir / model.label, results)
+        scores[model.label] = {name: metrics for result in results.values()
+                               for name, metrics in compare.task_scores(result).items()}
 
-    table = comparison_table(scores)
+    last_dpo = next((m.label for m in reversed(models) if m.stage == "dpo"), None)
+    paper_rows = {m.label: compare.paper_model(cfg.name, m, last_dpo) for m in models}
+    table = compare.comparison_table(scores, paper_rows)
     print(table)
     (stage.dir / "comparison.md").write_text(table + "\n")
     (stage.dir / "summary.json").write_text(json.dumps(scores, indent=2))
-    outputs = {"summary": {"path": str(stage.dir / "summary.json")}, "models": models}
-    finish_stage(stage, outputs, {"scores": scores}, wandb_run_id=wandb_run.id)
+    _log_wandb(wandb_run, scores, paper_rows)
+    outputs = {"summary": {"path": str(stage.dir / "summary.json")},
+               "models": {m.label: {"path": m.path, "sha256": m.sha256} for m in models}}
+    finish_stage(stage, outputs, {"scores": scores, "cache_hits": cache_hits}, wandb_run_id=wandb_run.id)
     wandb_run.finish()
 
 
-def _models_to_evaluate(cfg: DictConfig) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    models, inputs = {}, {}
-    for label in cfg.eval.models:
-        manifest, record = stage_input(cfg, MODEL_STAGES[label])
-        outputs = manifest["outputs"]
-        models[label] = outputs["base_model"]["path"] if label == "base" else outputs["model"]["path"]
-        inputs[MODEL_STAGES[label]] = record
+def _models_and_inputs(cfg: DictConfig) -> tuple[list[RunModel], dict[str, dict[str, str]]]:
+    """The models to evaluate; local folders count among the stage's inputs by their content hash."""
+    models, inputs = run_models(cfg, list(cfg.eval.models))
+    for model in models:
+        if model.stage is None:
+            inputs[f"model:{model.label}"] = {"path": model.path, "sha256": model.sha256}
     return models, inputs
 
 
-def install_tasks(task_names: list[str], out_dir: Path) -> Path:
-    """Copy the shipped task YAMLs, with data files made absolute, into the stage folder."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in task_names:
-        source = TASK_DIR / f"{name}.yaml"
-        if not source.is_file():
-            available = sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
-            raise ConfigError(f"eval.tasks: no task definition {source.name}; shipped tasks: {available}")
-        task = yaml.safe_load(source.read_text())
-        files = task.get("dataset_kwargs", {}).get("data_files", {})
-        for split, path in files.items():
-            files[split] = str(path if Path(path).is_absolute() else RECIPE_DIR / path)
-        (out_dir / source.name).write_text(yaml.safe_dump(task, sort_keys=False))
+def install_tasks(out_dir: Path) -> Path:
+    """A copy of the shipped task definitions in the stage folder: what ran is what is recorded."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.copytree(TASK_DIR, out_dir, ignore=shutil.ignore_patterns("__pycache__"))
     return out_dir
 
 
-def evaluate_model(cfg: DictConfig, model_path: str, task_dir: Path) -> dict:
-    import torch
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-
-    if Path(model_path).is_dir():
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model: never reach for the hub
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    log.info("evaluating %s on %s", model_path, list(cfg.eval.tasks))
-    return simple_evaluate(
-        model="hf",
-        model_args={"pretrained": model_path, "dtype": cfg.model.dtype,
-                    "trust_remote_code": cfg.model.trust_remote_code},
-        tasks=list(cfg.eval.tasks),
-        task_manager=TaskManager(include_path=str(task_dir)),
-        num_fewshot=cfg.eval.num_fewshot,
-        apply_chat_template=cfg.eval.apply_chat_template,
-        system_instruction=cfg.eval.system_prompt,
-        batch_size=cfg.eval.batch_size,
-        limit=cfg.eval.limit,
-        device=device,
-        random_seed=cfg.seed,
-        log_samples=True,  # every scored request, written beside the results for inspection
-    )
+def results_for(cfg: DictConfig, model: RunModel, task_dir: Path) -> tuple[dict[str, dict], list[str]]:
+    """task -> result for one model: cached entries as they are, the missing tasks in one harness run."""
+    entries = {task: cache.entry_dir(cfg, model, task) for task in cfg.eval.tasks}
+    results = {task: cached for task, entry in entries.items() if (cached := cache.load(entry)) is not None}
+    missing = [task for task in cfg.eval.tasks if task not in results]
+    log.info("%s: %d task(s) cached, evaluating %s", model.label, len(results), missing or "nothing")
+    if missing:
+        fresh = harness.evaluate(cfg, harness.build_lm(cfg, model.path), missing, task_dir)
+        for task, result in fresh.items():
+            cache.store(entries[task], result)
+        results |= fresh
+    return {task: results[task] for task in cfg.eval.tasks}, sorted(set(results) - set(missing))
 
 
-def _write_results(out_dir: Path, results: dict) -> None:
-    """results.json (scores and harness config) and, per task, samples_<task>.jsonl (each scored request)."""
-    out_dir.mkdir(exist_ok=True)
-    for task, samples in results.pop("samples", {}).items():
-        with open(out_dir / f"samples_{task}.jsonl", "w") as handle:
-            for sample in samples:
-                handle.write(json.dumps(sample, default=str) + "\n")
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+def _write_model(out_dir: Path, results: dict[str, dict]) -> None:
+    """results.json: per task, its scores, harness config and protocol; samples_<task>.jsonl beside it."""
+    body = {task: cache.write_samples(out_dir, result) for task, result in results.items()}
+    (out_dir / "results.json").write_text(json.dumps(body, indent=2, default=str))
 
 
-def _task_scores(task_result: dict) -> dict[str, float]:
-    return {key.split(",")[0]: float(value) for key, value in task_result.items()
-            if key.split(",")[0] in ("acc", "acc_norm", "acc_stderr") and isinstance(value, (int, float))}
-
-
-def comparison_table(scores: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Markdown table: one row per model; per task, accuracy (%) and length-normalised accuracy when known."""
-    tasks = sorted({task for per_model in scores.values() for task in per_model})
-    lines = ["| model | " + " | ".join(f"{t} acc (acc_norm)" for t in tasks) + " |", "|---|" + "---|" * len(tasks)]
+def _log_wandb(wandb_run, scores: dict, paper_rows: dict) -> None:
+    """Per-metric scalars eval/<model>/<task>/<metric> and one table of every model x task."""
+    rows = []
     for label, per_task in scores.items():
-        lines.append(f"| {label} | " + " | ".join(_cell(per_task[t]) for t in tasks) + " |")
-    return "\n".join(lines)
+        wandb_run.log({f"eval/{label}/{task}/{metric}": value
+                       for task, metrics in per_task.items() for metric, value in metrics.items()})
+        rows += [[label, task, metrics.get("acc"), metrics.get("acc_stderr"), metrics.get("acc_norm"),
+                  compare.paper_score(paper_rows.get(label), task)] for task, metrics in per_task.items()]
+    if not isinstance(wandb_run, NullRun):
+        import wandb
 
-
-def _cell(metrics: dict[str, float]) -> str:
-    normalised = f" ({100 * metrics['acc_norm']:.2f})" if "acc_norm" in metrics else ""
-    return f"{100 * metrics['acc']:.2f}{normalised}"
+        columns = ["model", "task", "acc", "acc_stderr", "acc_norm", "paper_acc_pct"]
+        wandb_run.log({"eval/table": wandb.Table(columns=columns, data=rows)})

@@ -1,7 +1,8 @@
-"""The `pipeline` stage: data -> sft -> dpo -> eval on this machine, skipping stages already up to date.
+"""The `pipeline` stage: data -> sft -> dpo -> eval -> elo -> report on this machine, skipping stages already up to
+date, and printing the report's path at the end.
 
-Training stages run under `torchrun --nproc-per-node <launcher.nproc_per_node>`; data and eval run in this
-process. Each child gets the same overrides (with run_dir made absolute), composes the same config, and checks
+Training stages run under `torchrun --nproc-per-node <launcher.nproc_per_node>`; data, eval, elo and report run in
+this process. Each child gets the same overrides (with run_dir made absolute), composes the same config, and checks
 the run directory again itself, so a pipeline and a hand-run stage never disagree.
 """
 
@@ -60,6 +61,9 @@ def run(cfg: DictConfig, overrides: list[str], dry_run: bool = False) -> None:
             module.run(cfg)
         timings[stage] = round(time.time() - started, 1)
     log.info("[pipeline] done in %.1f s; per stage: %s", sum(timings.values()), timings or "(all skipped)")
+    report = stage_dir(cfg, "report") / "report.html"
+    if report.is_file():
+        print(f"report: {report}")
 
 
 def check_batches(cfg: DictConfig) -> None:

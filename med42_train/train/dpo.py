@@ -33,7 +33,8 @@ from med42_train.runtime.wandb_run import start_run
 from med42_train.train import reference as ref
 from med42_train.train.checkpoint import AtomicCheckpointMixin, install_preemption
 from med42_train.train.common import (
-    apply_mixed_precision, finish_training, load_model, load_tokenizer, start_distributed, train, trainer_kwargs,
+    apply_mixed_precision, finish_training, load_model, load_tokenizer, sharding_report, start_distributed, train,
+    trainer_kwargs,
 )
 from med42_train.train.metrics import ThroughputMetricsMixin
 from med42_train.train.pairs import BOS, HEADER_START, check_pairs, pairs_fingerprint
@@ -202,7 +203,8 @@ def attach_reference(cfg: DictConfig, trainer, dataset, reference_export: str, r
     """Give the trainer its reference: cached log-probs as dataset columns, or (live) a sharded model."""
     if cfg.dpo.reference == "live":
         trainer.ref_model = ref.load_sharded_reference(cfg, reference_export, trainer.accelerator)
-        return {"mode": "live", "num_forward_pairs": 0}
+        return {"mode": "live", "num_forward_pairs": 0, "num_fsdp_units": ref.num_fsdp_units(trainer.ref_model),
+                "sharding_rank0": sharding_report(trainer.ref_model)}
     key = ref.reference_cache_key(cfg, reference_sha256, fingerprint)
     cache = ref.ReferenceCache(stage_dir(cfg, "dpo") / REFERENCE_CACHE)
     cached = cache.load(key)

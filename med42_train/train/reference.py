@@ -61,20 +61,32 @@ def without_reference_load():
 
 
 def load_sharded_reference(cfg: DictConfig, path: str, accelerator) -> torch.nn.Module:
-    """The frozen reference, with TRL's fused LM head, sharded per decoder layer like the policy."""
+    """The frozen reference export, loaded like the policy (rank 0 only under RAM-efficient loading), sharded."""
+    from med42_train.train.common import load_model
+
+    return prepare_reference(load_model(cfg, path), accelerator)
+
+
+def prepare_reference(model: torch.nn.Module, accelerator) -> torch.nn.Module:
+    """Frozen, with TRL's fused LM head, sharded per decoder layer like the policy (accelerate's FSDP2 path)."""
+    from accelerate.utils import DistributedType
     from accelerate.utils.fsdp_utils import fsdp2_prepare_model
     from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
 
-    from med42_train.train.common import load_model
-
-    model = load_model(cfg, path)
     model.requires_grad_(False)  # frozen: no fp32 master copy under mixed precision, no gradients
     model.eval()
     disable_dropout_in_model(model)
     add_fused_lm_head(model)
-    if accelerator.state.fsdp_plugin is not None:
+    if accelerator.distributed_type == DistributedType.FSDP:
         return fsdp2_prepare_model(accelerator, model)
     return model.to(accelerator.device)
+
+
+def num_fsdp_units(model: torch.nn.Module) -> int:
+    """FSDP2-wrapped modules: one per decoder layer plus the embedding/tail/root groups when sharded per layer."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return sum(isinstance(module, FSDPModule) for module in model.modules())
 
 
 def free(model: Optional[torch.nn.Module]) -> None:

@@ -19,6 +19,7 @@ TEST_CLUSTER = PROJECT_ROOT / "scripts" / "slurm" / "test_cluster.sh"
 # The chain's jobs on the test cluster: one node, the training stages as 2 gloo processes, no GPU requested.
 SLURM_TEST_OVERRIDES = ["launcher=slurm", "launcher.nnodes=1", "launcher.nproc_per_node=2",
                         "launcher.slurm.gpus_per_node=null", "launcher.slurm.single_process_gpus.eval=0",
+                        "launcher.slurm.single_process_gpus.elo=0",
                         "launcher.slurm.cpus_per_task=2",
                         "launcher.slurm.mem=null", "launcher.preemption_grace_s=60"]
 

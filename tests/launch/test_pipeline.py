@@ -8,7 +8,7 @@ import json
 
 from tests.conftest import SMALL_RUN_OVERRIDES, run_med42
 
-STAGES = ("data", "sft", "dpo", "eval")
+STAGES = ("data", "sft", "dpo", "eval", "elo", "report")
 
 
 def test_every_stage_leaves_a_manifest_and_complete_marker(demo_run):

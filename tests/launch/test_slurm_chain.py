@@ -10,12 +10,14 @@ import time
 
 import pytest
 
+from med42_train.config import STAGES
 from tests.conftest import SMALL_RUN_OVERRIDES, run_med42
 from tests.launch.conftest import SLURM_TEST_OVERRIDES, chain_jobs, job_events, wait_until_drained
 from tests.train.conftest import copy_run, logged_steps
 
 pytestmark = pytest.mark.slow
-CHAIN = ["data", "sft", "dpo-iter1", "dpo-iter2", "eval"]
+# Every stage of config.STAGES in order, the demo's two DPO rounds as two jobs.
+CHAIN = [label for stage in STAGES for label in (["dpo-iter1", "dpo-iter2"] if stage == "dpo" else [stage])]
 EVERY_STEP = "sft.logging_steps=1"  # each step's loss logged, so the sequences compare step by step
 FEWER_EVALS = "eval.models=[dpo]"  # ours: the two DPO rounds only, to keep the chain within the CI budget
 
@@ -56,7 +58,7 @@ def test_demo_chain_survives_usr1_mid_sft_and_completes_in_dependency_order(slur
     wait_until_drained(jobs.values(), timeout_s=900)
 
     status = run_med42(["pipeline", *overrides, "--status"])
-    for stage in ("data", "sft", "dpo", "dpo/iter_1", "dpo/iter_2", "eval"):
+    for stage in (*STAGES, "dpo/iter_1", "dpo/iter_2"):
         assert (run_dir / stage / "COMPLETE").is_file(), f"{stage} not COMPLETE:\n{status.stdout}"
     _assert_ran_in_order(run_dir)
     sft_events = [(e["state"], e["code"]) for e in job_events(run_dir, "sft")]

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from omegaconf import OmegaConf
 
-from med42_train.config import load_config
+from med42_train.config import STAGES, load_config
 from med42_train.launch.slurm import plan_jobs, submit
 from tests.conftest import SMALL_RUN_OVERRIDES
 
@@ -22,7 +22,8 @@ def rendered_70b(tmp_path, capsys):
 
 def test_one_job_per_stage_and_per_dpo_round_in_order(rendered_70b):
     cfg, jobs, printed = rendered_70b
-    assert list(jobs) == ["data", "sft", *[f"dpo-iter{k}" for k in range(1, cfg.dpo.iterations + 1)], "eval"]
+    rounds = [f"dpo-iter{k}" for k in range(1, cfg.dpo.iterations + 1)]
+    assert list(jobs) == [label for stage in STAGES for label in (rounds if stage == "dpo" else [stage])]
     assert "--dependency=afterok:<sft id>" in jobs["dpo-iter1"]["command"]
     assert all("--kill-on-invalid-dep=yes" in job["command"] for job in jobs.values())
     assert "submit in this order" in printed
@@ -48,7 +49,7 @@ def test_cpu_jobs_ask_for_no_gpu_and_scripts_are_valid_bash(rendered_70b):
     _, jobs, _ = rendered_70b
     data, evaluation = open(jobs["data"]["script"]).read(), open(jobs["eval"]["script"]).read()
     assert "--gpus-per-node" not in data and "torch.distributed.run" not in data
-    assert "#SBATCH --gpus-per-node=1\n" in evaluation and "torch.distributed.run" not in evaluation
+    assert "#SBATCH --gpus-per-node=8\n" in evaluation and "torch.distributed.run" not in evaluation
     for job in jobs.values():
         subprocess.run(["bash", "-n", job["script"]], check=True)
 

@@ -25,7 +25,8 @@ def test_metrics_are_namespaced(demo_run):
     blobs = {run: next(run.glob("run-*.wandb")).read_bytes() for run in _runs(demo_run)}
     assert any(b"train/loss" in blob and b"demo-sft" in blob for blob in blobs.values())
     assert any(b"data/num_sft_samples" in blob for blob in blobs.values())
-    assert any(b"eval/sft/med42_demo_mcqa/acc" in blob for blob in blobs.values())
+    assert any(b"eval/sft/med42_demo_mcqa_full/acc" in blob for blob in blobs.values())
+    assert any(b"eval/table" in blob for blob in blobs.values())  # the model x task table
 
 
 def test_the_api_key_is_never_written_anywhere_in_the_run_dir(demo_run):

@@ -78,7 +78,14 @@ def test_a_live_reference_gives_the_same_losses_as_the_precomputed_one(demo_run,
     run_dir = copy_run(demo_run, tmp_path)
     run_med42(["dpo", f"run_dir={run_dir}", *SHORT_DPO, "overwrite=true", "dpo.reference=live", "dpo.iterations=1"],
               nproc=2, timeout_s=600)
-    assert _manifest(run_dir, 1)["reference"] == {"mode": "live", "num_forward_pairs": 0}
+    live_report = _manifest(run_dir, 1)["reference"]
+    assert (live_report["mode"], live_report["num_forward_pairs"]) == ("live", 0)
+    # Sharded per decoder layer like the policy (TRL's own would wrap the root only): layers + embed/tail + root.
+    num_layers = json.loads((demo_run / "sft" / "model" / "config.json").read_text())["num_hidden_layers"]
+    assert live_report["num_fsdp_units"] >= num_layers + 2
+    sharding = live_report["sharding_rank0"]
+    assert sharding["num_dtensor_params"] == sharding["num_params_tensors"]
+    assert sharding["local_numel"] < sharding["global_numel"]
     precomputed, live = dpo_losses(demo_run, 1), dpo_losses(run_dir, 1)
     assert sorted(live) == sorted(precomputed) == [1, 2, 3, 4, 5, 6]
     for step, loss in precomputed.items():
