@@ -11,14 +11,15 @@ def _runs(run_dir):
 
 def test_one_offline_run_per_stage_written_by_rank_zero_only(demo_run):
     runs = _runs(demo_run)
-    # Two processes train SFT and DPO; a second rank logging would add runs beyond these four.
-    assert len(runs) == 4
+    # Two processes train SFT and each DPO iteration; a second rank logging would add runs beyond these.
+    expected = ["demo-data", "demo-dpo-iter1", "demo-dpo-iter2", "demo-elo", "demo-eval", "demo-report", "demo-sft"]
+    assert len(runs) == len(expected)
     names = []
     for run in runs:
         (record_file,) = run.glob("run-*.wandb")
         data = record_file.read_bytes()
-        names.append(next(s for s in ("demo-data", "demo-sft", "demo-dpo", "demo-eval") if s.encode() in data))
-    assert sorted(names) == ["demo-data", "demo-dpo", "demo-eval", "demo-sft"]
+        names.append(next(name for name in expected if name.encode() in data))
+    assert sorted(names) == expected
 
 
 def test_metrics_are_namespaced(demo_run):
