@@ -34,7 +34,7 @@ from benchmarks.bench_sft import SHAPES, StepTimer, model_config
 from med42_train.models.tokenizer import train_demo_tokenizer
 from med42_train.train import reference as ref
 from med42_train.train.dpo import PretokenizedDPOTrainer
-from med42_train.train.metrics import mfu, non_embedding_params, peak_memory_gib, resolve_peak_tflops
+from med42_train.train.metrics import flops_params, mfu, peak_memory_gib, resolve_peak_tflops, training_flops
 
 MODES = ("sft", "precomputed", "live")
 
@@ -117,12 +117,24 @@ def run_mode(args) -> dict:
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
     step_s = statistics.median(timer.periods)
-    tokens_per_step = sum(len(p["prompt_ids"]) * 2 + len(p["chosen_ids"]) + len(p["rejected_ids"])
-                          for p in pairs) / len(pairs) * args.pairs_per_batch
-    flops = 6.0 * non_embedding_params(trainer.model) * tokens_per_step  # the policy's training FLOPs only
+    tokens_per_step, flops = per_step_work(args, trainer, pairs)
     return {"mode": args.mode, "step_s": step_s, "tokens_per_s": tokens_per_step / step_s,
             "mfu": mfu(flops, step_s, 1, resolve_peak_tflops(args.peak_tflops)), "peak_memory_gib": peak_memory_gib(),
             "reference_pass_s": pass_s, "num_pairs": len(pairs)}
+
+
+def per_step_work(args, trainer, pairs: Dataset) -> tuple[float, float]:
+    """(tokens, the policy's training FLOPs) of an average step: both sequences of each pair, the LM head on the
+    response tokens only (where TRL's fused head projects); a live reference's forward is not counted."""
+    sequences = [(len(p["prompt_ids"]), len(p[column])) for p in pairs for column in ("chosen_ids", "rejected_ids")]
+    scale = 2 * args.pairs_per_batch / len(sequences)  # sequences per step / sequences in the corpus
+    tokens = sum(prompt + response for prompt, response in sequences) * scale
+    supervised = sum(response for _, response in sequences) * scale
+    sum_len_sq = sum((prompt + response) ** 2 for prompt, response in sequences) * scale
+    config = trainer.model.config
+    flops = training_flops(tokens, supervised, sum_len_sq, *flops_params(trainer.model), config.num_hidden_layers,
+                           config.hidden_size)
+    return tokens, flops
 
 
 def main() -> None:

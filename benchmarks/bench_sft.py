@@ -26,7 +26,7 @@ from trl import SFTConfig, SFTTrainer
 
 from med42_train.models.tokenizer import train_demo_tokenizer
 from med42_train.train.metrics import (
-    batch_token_stats, build_source_index, mfu, non_embedding_params, resolve_peak_tflops, training_flops,
+    batch_token_stats, build_source_index, flops_params, mfu, resolve_peak_tflops, training_flops,
 )
 from med42_train.train.sft import Med42SFTTrainer
 
@@ -130,12 +130,13 @@ def step_only(args, trainers) -> None:
 def dry_run(args) -> None:
     with torch.device("meta"):
         model = LlamaForCausalLM(model_config(args))
-    num_params = non_embedding_params(model)
-    flops_per_token = training_flops(args.seq_len, args.seq_len ** 2, num_params, args.num_layers,
-                                     model.config.hidden_size) / args.seq_len
+    body_params, head_params = flops_params(model)
+    # Every token supervised: the most the LM head can cost.
+    flops_per_token = training_flops(args.seq_len, args.seq_len, args.seq_len ** 2, body_params, head_params,
+                                     args.num_layers, model.config.hidden_size) / args.seq_len
     print(f"{args.shape} x {args.num_layers} layers: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B "
-          f"parameters, {num_params / 1e9:.2f} B non-embedding; {flops_per_token / 1e9:.1f} GFLOP per token "
-          f"at one {args.seq_len}-token sample per row")
+          f"parameters, {body_params / 1e9:.2f} B in the body, {head_params / 1e9:.2f} B in the LM head; "
+          f"{flops_per_token / 1e9:.1f} GFLOP per token at one {args.seq_len}-token sample per row")
 
 
 def main() -> None:
@@ -166,7 +167,7 @@ def per_step_work(args, trainer) -> tuple[float, float]:
     batches = [batch for _, batch in zip(range(args.warmup_steps + args.steps), trainer.get_train_dataloader())]
     stats = torch.stack([batch_token_stats(batch).cpu() for batch in batches]).mean(dim=0).tolist()
     config = trainer.model.config
-    flops = training_flops(stats[0], stats[2], non_embedding_params(trainer.model), config.num_hidden_layers,
+    flops = training_flops(stats[0], stats[3], stats[2], *flops_params(trainer.model), config.num_hidden_layers,
                            config.hidden_size)
     return stats[0], flops
 

@@ -32,6 +32,25 @@ TRL_DPO_LOSSES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pa
 EVAL_DATA_KEYS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "usmle", "demo_mcqa")
 
 
+CHAT_FAMILIES = ("auto", "llama3", "llama31")
+CHAT_DATE_FORMAT = "%d %b %Y"  # how Meta's 3.x templates print a date (their strftime_now("%d %b %Y"): 26 Jul 2024)
+
+
+def check_chat_format(family: str, date: str) -> None:
+    """model.chat_family and model.chat_date, checked before anything loads (a wrong date is a silent format drift)."""
+    from datetime import datetime
+
+    if family not in CHAT_FAMILIES:
+        raise ConfigError(f"model.chat_family={family!r}: use one of {', '.join(CHAT_FAMILIES)}")
+    try:
+        written = datetime.strptime(date, CHAT_DATE_FORMAT).strftime(CHAT_DATE_FORMAT)
+    except ValueError:
+        written = None
+    if written != date:
+        raise ConfigError(f"model.chat_date={date!r} is not written as Meta's template writes dates (two-digit day, "
+                          f"English month abbreviation, year): e.g. model.chat_date='26 Jul 2024'")
+
+
 class ConfigError(ValueError):
     """A user-facing configuration mistake; the message names the key and the fix."""
 
@@ -55,6 +74,10 @@ class ModelConfig:
     dtype: str = "float32"  # float32 | bfloat16
     attn_implementation: str = "sdpa"
     trust_remote_code: bool = False  # never on by default: it runs code shipped with the weights
+    # The chat format trained and evaluated with: auto (from the base tokenizer: <|eom_id|> => llama31), llama3 or
+    # llama31 (Meta's 3.1 format, whose system block opens with "Cutting Knowledge Date" / "Today Date" lines).
+    chat_family: str = "auto"
+    chat_date: str = "26 Jul 2024"  # llama31 only: the Today Date line; Meta's template's default
     tiny: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)
 
 
@@ -96,6 +119,7 @@ class SFTConfig:
     per_source_loss: bool = True  # log train/loss/<source> (the data stage's `source` column) every logging step
     use_liger_kernel: bool = False  # GPU only: Liger's Triton layer kernels (RMSNorm, RoPE, SwiGLU); untested here
     torch_compile: bool = False  # GPU speed-up: torch.compile the model; untested here (no GPU on CI)
+    torch_compile_backend: str = "inductor"  # torch.compile's backend (tests use "eager": same wrapper, no codegen)
 
 
 @dataclass
@@ -449,6 +473,7 @@ def validate(cfg: DictConfig) -> None:
                         *_elo_and_report_checks(cfg)]:
         if not ok:
             raise ConfigError(message)
+    check_chat_format(cfg.model.chat_family, cfg.model.chat_date)
     recipe_path(cfg)  # raises if the recipe does not exist
     _check_eval(cfg)
 
@@ -555,11 +580,8 @@ def _memory_and_speed_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
     where the backend is really resolved (a Slurm login node composing the config may have no GPU)."""
     import importlib.util
 
-    # huggingface_hub parses the same size strings its own sharded saving accepts (not re-exported publicly).
-    from huggingface_hub.serialization._base import parse_size_to_int
-
     try:
-        shard_ok = parse_size_to_int(cfg.export.max_shard_size) > 0
+        shard_ok = size_in_bytes(cfg.export.max_shard_size) > 0
     except ValueError:
         shard_ok = False
     return [
@@ -597,6 +619,17 @@ def _elo_and_report_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
         (cfg.report.figure_format in ("png", "svg"),
          f"report.figure_format={cfg.report.figure_format!r}: use png or svg"),
     ]
+
+
+def size_in_bytes(size: str) -> int:
+    """'5GB' -> 5,000,000,000 (decimal units, as huggingface_hub's max_shard_size), '5GiB' -> 5 * 2**30; pydantic's
+    public ByteSize parser, so no private import from huggingface_hub."""
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        return int(TypeAdapter(ByteSize).validate_python(size))
+    except ValidationError:
+        raise ValueError(f"{size!r} is not a size such as 5GB, 500MB or 4GiB") from None
 
 
 def recipe_path(cfg: DictConfig) -> Path:

@@ -64,3 +64,31 @@ def llama3_tokenizer(realdata, tmp_path_factory):
     return tokenizer_from_tiktoken(realdata / "llama3_tokenizer.model",
                                    realdata / "llama3_8b_instruct_tokenizer_config.json",
                                    tmp_path_factory.mktemp("llama3_tokenizer"))
+
+
+# Llama 3.1's names for tokens Llama 3 keeps reserved, as transformers' conversion scripts list them (public code,
+# found with the code search: DEFAULT_LLAMA_SPECIAL_TOKENS["3.1"] of convert_llama_weights_to_hf.py; the Llama 3.2
+# vision converter's list gives the same ids to these three).
+# The remaining reserved tokens are renumbered from <|reserved_special_token_2|> (128005) on.
+LLAMA31_NAMED_IDS = {128004: "<|finetune_right_pad_id|>", 128008: "<|eom_id|>", 128010: "<|python_tag|>"}
+
+
+@pytest.fixture(scope="session")
+def llama31_tokenizer(realdata, tmp_path_factory):
+    """Meta's Llama 3.1 tokenizer: Llama 3's ranks (the same file) with 3.1's special-token names."""
+    import json
+
+    from med42_train.models.tokenizer import tokenizer_from_tiktoken
+
+    config = json.loads((realdata / "llama3_8b_instruct_tokenizer_config.json").read_text())
+    reserved = 0
+    for token_id in range(128002, 128256):
+        if token_id in (128006, 128007, 128009):  # start/end header, eot: the same in 3 and 3.1
+            continue
+        entry = config["added_tokens_decoder"][str(token_id)]
+        entry["content"] = LLAMA31_NAMED_IDS.get(token_id) or f"<|reserved_special_token_{reserved}|>"
+        reserved += token_id not in LLAMA31_NAMED_IDS
+    config_file = tmp_path_factory.mktemp("llama31_config") / "tokenizer_config.json"
+    config_file.write_text(json.dumps(config))
+    return tokenizer_from_tiktoken(realdata / "llama3_tokenizer.model", config_file,
+                                   tmp_path_factory.mktemp("llama31_tokenizer"))

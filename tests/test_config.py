@@ -191,3 +191,27 @@ def test_eval_models_take_local_folders_and_the_eval_cache_is_output_neutral(tmp
     assert stage_config_hash(moved, "eval") == stage_config_hash(cfg, "eval")
     assert stage_config_hash(load_config(["eval.tasks=[med42_demo_mcqa_letter]"]), "eval") != \
         stage_config_hash(load_config([]), "eval")
+
+
+@pytest.mark.parametrize("size, expected", [("5GB", 5_000_000_000), ("500MB", 500_000_000), ("4GiB", 4 * 2**30)])
+def test_shard_sizes_parse_with_decimal_and_binary_units(size, expected):
+    from med42_train.config import size_in_bytes
+
+    assert size_in_bytes(size) == expected
+    assert load_config([f"export.max_shard_size={size}"]).export.max_shard_size == size
+
+
+def test_no_module_imports_a_private_module_of_a_library():
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "med42_train"
+    private = re.compile(r"^\s*(from|import)\s+(huggingface_hub|transformers|trl|accelerate|datasets)\S*\._\w+",
+                         re.MULTILINE)
+    offenders = [str(path) for path in package.rglob("*.py") if private.search(path.read_text())]
+    assert offenders == []
+
+
+def test_the_generation_config_belongs_to_the_chat_format():
+    from med42_train.models import chat, demo
+
+    assert demo.generation_config is chat.generation_config  # the demo model reuses it, exports import it

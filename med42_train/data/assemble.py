@@ -34,11 +34,12 @@ from med42_train.data.recipe import Recipe, Source, load_recipe
 from med42_train.data.report import (PhaseTimer, add_shares, log_table, manifest_figures, manifest_summary,
                                      source_row)
 from med42_train.data.sampling import select_rows, source_rng
+from med42_train.data.source_index import INDEX_FILE, write_source_index
 from med42_train.data.screen import Screen, conversations
 from med42_train.data.sources import Example, iter_examples
 from med42_train.data.tokenize import ChatEncoder
 from med42_train.models.demo import build_demo_model
-from med42_train.models.tokenizer import load_base_tokenizer, train_demo_tokenizer
+from med42_train.models.tokenizer import demo_chat_format, load_base_tokenizer, train_demo_tokenizer
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import begin_stage, finish_stage, sha256_tree
 from med42_train.runtime.wandb_run import start_run
@@ -98,7 +99,9 @@ def run(cfg: DictConfig) -> None:
             dedup = deduplicate(kind_caches, recipe.clean, MINHASH_SEED)
         with timer("write"):
             selections = {cache.name: _select(cache, dedup[cache.name].keep, recipe) for cache in kind_caches}
-            _write_dataset(kind_caches, selections, stage.dir / DATASET_FOLDER[kind], kind)
+            dataset = _write_dataset(kind_caches, selections, stage.dir / DATASET_FOLDER[kind], kind)
+            if kind == "sft":  # per-source loss keys: once here, not at every SFT start on every rank
+                write_source_index(dataset, stage.dir / INDEX_FILE)
         sources += [source_row(cache, recipe, dedup[cache.name], selections[cache.name], cache_hits[cache],
                                rejects_dir) for cache in kind_caches]
     add_shares(sources)
@@ -139,7 +142,7 @@ def _record(path: Path) -> dict[str, str]:
 
 def _tokenizer_and_base_model(cfg: DictConfig, recipe: Recipe, stage_dir: Path):
     if cfg.model.name_or_path == "demo":
-        tokenizer = train_demo_tokenizer(_corpus(recipe), cfg.model.tiny.bpe_vocab_size)
+        tokenizer = train_demo_tokenizer(_corpus(recipe), cfg.model.tiny.bpe_vocab_size, demo_chat_format(cfg.model))
         base_model = str(build_demo_model(cfg, tokenizer, stage_dir / "base_model"))
     else:
         tokenizer, base_model = load_base_tokenizer(cfg), str(cfg.model.name_or_path)
@@ -232,13 +235,14 @@ def _select(cache: SourceCache, keep: np.ndarray, recipe: Recipe) -> np.ndarray:
     return kept_rows[select_rows(supervised, source.samples, source.tokens, source_rng(recipe.seed, source.name))]
 
 
-def _write_dataset(caches: list[SourceCache], selections: dict[str, np.ndarray], out_dir: Path, kind: str) -> None:
+def _write_dataset(caches: list[SourceCache], selections: dict[str, np.ndarray], out_dir: Path, kind: str):
     """The selected rows of every source, memory-mapped from the caches, written as one Arrow dataset."""
     parts = [Dataset.from_file(str(cache.dir / ROWS)).select_columns(OUTPUT_COLUMNS[kind])
              .select(selections[cache.name]) for cache in caches]
     parts = [part for part in parts if len(part)]
     dataset = concatenate_datasets(parts) if parts else Dataset.from_dict({c: [] for c in OUTPUT_COLUMNS[kind]})
     dataset.save_to_disk(str(out_dir))
+    return dataset
 
 
 # ---------------------------------------------------------------- manifest
@@ -246,6 +250,6 @@ def _write_dataset(caches: list[SourceCache], selections: dict[str, np.ndarray],
 def _outputs(stage_dir: Path, base_model: str) -> dict[str, Any]:
     outputs = {name: _record(stage_dir / folder) for name, folder in
                (("sft_dataset", "sft"), ("preference_dataset", "preference"), ("tokenizer", "tokenizer"),
-                ("rejects", "rejects"), ("data_card", "data_card.md"))}
+                ("rejects", "rejects"), ("data_card", "data_card.md"), ("sft_source_index", INDEX_FILE))}
     outputs["base_model"] = _record(Path(base_model)) if Path(base_model).is_dir() else {"path": base_model}
     return outputs

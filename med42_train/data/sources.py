@@ -102,7 +102,7 @@ def count_records(source: Source) -> int:
     layout = _layout(local, source.format)
     if layout == "jsonl":
         with open(local, "rb") as handle:
-            return sum(1 for line in handle if line.strip())
+            return sum(1 for number, line in enumerate(handle, start=1) if _without_bom(line, number).strip())
     if layout == "csv":
         return sum(1 for _ in _read_csv(local, source))
     records, _ = _load_whole(local, layout)
@@ -202,9 +202,19 @@ def _read(source: Source) -> Iterator[_Raw]:
         yield from _read_whole(local, layout)
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _without_bom(line: bytes, line_number: int) -> bytes:
+    """A UTF-8 byte-order mark opening the file (Windows editors, spreadsheet exports) is encoding, not content;
+    one anywhere else is left in place, so that line is still bad input."""
+    return line.removeprefix(UTF8_BOM) if line_number == 1 else line
+
+
 def _read_jsonl(path: Path) -> Iterator[_Raw]:
     with open(path, "rb") as handle:
         for line_number, line in enumerate(handle, start=1):
+            line = _without_bom(line, line_number)
             if not line.strip():
                 continue
             position = f"{path}:{line_number}"
@@ -225,8 +235,9 @@ def _read_jsonl(path: Path) -> Iterator[_Raw]:
 def _read_csv(path: Path, source: Source) -> Iterator[_Raw]:
     """Headerless CSV rows as {column: value}; quoted fields may hold commas and newlines."""
     columns = CSV_COLUMNS[source.format]
-    # surrogateescape keeps undecodable bytes as markers, so one bad row is rejected, not the whole file.
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+    # surrogateescape keeps undecodable bytes as markers, so one bad row is rejected, not the whole file;
+    # utf-8-sig drops a byte-order mark at the start of the file only.
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.reader(handle)
         for row in reader:
             if not row:
@@ -269,7 +280,7 @@ def _object_hook(pairs: list[tuple[str, Any]]) -> dict:
 def _load_whole(path: Path, layout: str) -> tuple[Any, bool]:
     """A whole JSON array or object (undecodable bytes kept as markers, rejected per record), and whether any
     record may hold such a marker."""
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    text = _without_bom(path.read_bytes(), 1).decode("utf-8", errors="surrogateescape")
     suspect = SURROGATE.search(text) is not None or SURROGATE_ESCAPE.search(text) is not None
     try:
         records = json.loads(text, object_pairs_hook=_object_hook)

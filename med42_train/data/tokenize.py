@@ -3,11 +3,11 @@
 Two paths that give the same ids and masks:
 - the template path (`tokenize_sft`, `tokenize_preference`): `apply_chat_template` one conversation at a time;
   ~47 us of jinja per sample plus Python per call, far too slow for ~1B tokens, kept as the reference.
-- the fast path (`ChatEncoder`): renders the project's Llama 3 training format directly into strings with the
-  character spans of the supervised parts (assistant content + <|eot_id|>), encodes whole batches with the Rust
+- the fast path (`ChatEncoder`): renders the project's Llama 3 or 3.1 training format directly into strings with
+  the character spans of the supervised parts (assistant content + <|eot_id|>), encodes whole batches with the Rust
   tokenizer, and marks every token that overlaps a span, exactly as transformers does from the {% generation %}
-  tags. It is used only when the tokenizer carries the project's training template (anything else would be
-  rendered differently); other tokenizers fall back to the template path with a warning.
+  tags. It is used only when the tokenizer carries one of the project's training templates exactly (anything else
+  would be rendered differently); other tokenizers fall back to the template path with a warning.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from med42_train.data.formats import Messages
-from med42_train.models.chat import END_HEADER, EOT, START_HEADER, TRAINING_LLAMA3_TEMPLATE
+from med42_train.models.chat import END_HEADER, EOT, START_HEADER, ChatFormat, format_of_template
 from med42_train.runtime.log import get_logger
 
 log = get_logger()
@@ -63,8 +63,23 @@ def _ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, add_generation_
 
 # ---------------------------------------------------------------- rendering
 
+def render_chat(messages: Messages, bos_token: str, chat_format: ChatFormat,
+                add_generation_prompt: bool = False) -> tuple[str, list[Span]]:
+    """The text `chat_format.template` renders, and the spans its {% generation %} tags enclose."""
+    if chat_format.family == "llama3":
+        return render_llama3(messages, bos_token, add_generation_prompt)
+    # 3.1: the system block always comes first, with the date lines, holding the (trimmed) system prompt if any.
+    has_system = bool(messages) and messages[0]["role"] == "system"
+    system = messages[0]["content"].strip() if has_system else ""
+    if any(m["role"] in ("tool", "ipython") or "tool_calls" in m for m in messages):
+        raise ValueError("the training chat format renders no tool turns (Meta's 3.1 template would)")
+    prefix = f"{bos_token}{START_HEADER}system{END_HEADER}\n\n{chat_format.system_preamble}{system}{EOT}"
+    return render_llama3(messages[1:] if has_system else messages, prefix, add_generation_prompt)
+
+
 def render_llama3(messages: Messages, bos_token: str, add_generation_prompt: bool = False) -> tuple[str, list[Span]]:
-    """The text TRAINING_LLAMA3_TEMPLATE renders, and the spans its {% generation %} tags enclose."""
+    """The text TRAINING_LLAMA3_TEMPLATE renders, and the spans its {% generation %} tags enclose (`bos_token` is
+    whatever precedes the turns: 3.1 passes BOS and its system block)."""
     parts, spans, length = [bos_token], [], len(bos_token)
     for message in messages:
         header = f"{START_HEADER}{message['role']}{END_HEADER}\n\n"
@@ -107,9 +122,13 @@ class TokenBatch:
         return cls(values, offsets)
 
 
+def training_format(tokenizer: PreTrainedTokenizerBase) -> ChatFormat | None:
+    """The training format `tokenizer` renders exactly as render_chat does (so the fast path is exact), or None."""
+    return format_of_template(tokenizer.chat_template) if getattr(tokenizer, "is_fast", False) else None
+
+
 def has_training_template(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Whether `tokenizer` renders chats exactly as render_llama3 does (so the fast path is exact)."""
-    return bool(getattr(tokenizer, "is_fast", False)) and tokenizer.chat_template == TRAINING_LLAMA3_TEMPLATE
+    return training_format(tokenizer) is not None
 
 
 class ChatEncoder:
@@ -117,7 +136,8 @@ class ChatEncoder:
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.tokenizer = tokenizer
-        self.fast = has_training_template(tokenizer)
+        self.format = training_format(tokenizer)
+        self.fast = self.format is not None
         if not self.fast:
             log.warning("tokenizer does not carry the project's training chat template: tokenizing one sample at "
                         "a time through apply_chat_template (slow but exact)")
@@ -128,7 +148,7 @@ class ChatEncoder:
             rows = [tokenize_sft(self.tokenizer, messages) for messages in conversations]
             return (TokenBatch.from_lists([ids for ids, _ in rows]),
                     TokenBatch.from_lists([mask for _, mask in rows], dtype=np.int8))
-        rendered = [render_llama3(messages, self.tokenizer.bos_token) for messages in conversations]
+        rendered = [self._render(messages) for messages in conversations]
         encodings = self._encode([text for text, _ in rendered])
         ids = TokenBatch.from_lists([encoding.ids for encoding in encodings])
         mask = np.zeros(len(ids.values), dtype=np.int8)
@@ -145,9 +165,8 @@ class ChatEncoder:
             return {key: TokenBatch.from_lists([row[key] for row in rows]) for key in PREFERENCE_KEYS}
         texts = []
         for pair in pairs:
-            prompt, _ = render_llama3(pair["prompt"], self.tokenizer.bos_token, add_generation_prompt=True)
-            texts += [prompt] + [render_llama3(pair["prompt"] + pair[side], self.tokenizer.bos_token)[0]
-                                 for side in ("chosen", "rejected")]
+            prompt, _ = self._render(pair["prompt"], add_generation_prompt=True)
+            texts += [prompt] + [self._render(pair["prompt"] + pair[side])[0] for side in ("chosen", "rejected")]
         ids = [encoding.ids for encoding in self._encode(texts)]
         prompts, chosen, rejected = ids[0::3], ids[1::3], ids[2::3]
         return {"prompt_ids": TokenBatch.from_lists(prompts),
@@ -157,6 +176,9 @@ class ChatEncoder:
     def encode_texts(self, texts: Sequence[str]) -> TokenBatch:
         """Bare batched encoding of already rendered texts (the benchmark's baseline)."""
         return TokenBatch.from_lists([encoding.ids for encoding in self._encode(texts)])
+
+    def _render(self, messages: Messages, add_generation_prompt: bool = False) -> tuple[str, list[Span]]:
+        return render_chat(messages, self.tokenizer.bos_token, self.format, add_generation_prompt)
 
     def _encode(self, texts: Sequence[str]):
         # The backend call skips the BatchEncoding wrapping; apply_chat_template also encodes without

@@ -47,13 +47,24 @@ def build_lm(cfg: DictConfig, model_path: str):
         from lm_eval.models.vllm_causallms import VLLM
 
         lm_class = type("Med42VLLM", (AnswerBoundary, VLLM), {})
-        return lm_class(**common, tensor_parallel_size=cfg.eval.tensor_parallel_size)
+        return with_family_template(cfg, lm_class(**common, tensor_parallel_size=cfg.eval.tensor_parallel_size),
+                                    model_path)
     from lm_eval.models.huggingface import HFLM
 
     lm_class = type("Med42HFLM", (AnswerBoundary, HFLM), {})
     if cfg.eval.parallelize:  # device_map over every visible GPU (a 70B does not fit one); untested here
-        return lm_class(**common, parallelize=True)
-    return lm_class(**common, device="cuda" if torch.cuda.is_available() else "cpu")
+        return with_family_template(cfg, lm_class(**common, parallelize=True), model_path)
+    return with_family_template(cfg, lm_class(**common, device="cuda" if torch.cuda.is_available() else "cpu"),
+                                model_path)
+
+
+def with_family_template(cfg: DictConfig, lm, model_path: str):
+    """Every model is scored in its family's training format, the base included: a hub base carries Meta's own
+    template (default date, tools), its fine-tunes ours (models/chat.py); the protocol hashes what is used."""
+    from med42_train.models.tokenizer import chat_template_for_model
+
+    lm.tokenizer.chat_template = chat_template_for_model(cfg.model, model_path)
+    return lm
 
 
 def task_manager(cfg: DictConfig, task_dir: Path):

@@ -6,24 +6,9 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from med42_train.models.chat import EOS_TEXT, EOT
-
-
-def stop_token_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
-    """Generation must stop on both <|end_of_text|> and <|eot_id|> (Meta's Llama 3 Instruct generation config)."""
-    return [tokenizer.convert_tokens_to_ids(EOS_TEXT), tokenizer.convert_tokens_to_ids(EOT)]
-
-
-def generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
-    return GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=stop_token_ids(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        do_sample=False,
-        max_new_tokens=256,
-    )
+from med42_train.models.chat import generation_config, stop_token_ids
 
 
 def build_demo_model(cfg: DictConfig, tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> Path:

@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 
 from med42_train.runtime.rundir import COMPLETE, MANIFEST, STARTED
 
-PAPER_FILE = Path(__file__).parent / "paper.yaml"
 UPSTREAM_STAGES = ("data", "sft", "dpo", "eval", "elo")
 
 
@@ -115,4 +113,10 @@ def eval_files(run_dir: Path) -> list[tuple[str, str]]:
 
 
 def paper_figures() -> dict:
-    return yaml.safe_load(PAPER_FILE.read_text())
+    """The card's MCQA table and Elo ratings, from the one copy the eval stage compares with (eval/paper_results.yaml)."""
+    from med42_train.eval.compare import paper
+
+    figures = paper()
+    columns = list(dict.fromkeys(figures["columns"].values()))
+    rows = {name: [row["scores"].get(column) for column in columns] for name, row in figures["models"].items()}
+    return {"mcqa": {"columns": columns, "rows": rows}, "elo": figures["elo"]}

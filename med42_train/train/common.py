@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from huggingface_hub.serialization._base import parse_size_to_int
 from omegaconf import DictConfig
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from med42_train.config import ConfigError
+from med42_train.config import ConfigError, size_in_bytes
 from med42_train.runtime.dist import dist_info, init_distributed, uses_cpu
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rendezvous import check_rendezvous
@@ -66,6 +65,7 @@ def trainer_kwargs(cfg: DictConfig, section: DictConfig, output_dir: Path,
         fsdp=dist_info().world_size > 1,
         fsdp_config=fsdp_config(cfg) if dist_info().world_size > 1 else None,
         torch_compile=section.get("torch_compile", False),
+        torch_compile_backend=section.get("torch_compile_backend", None) if section.get("torch_compile") else None,
         use_liger_kernel=section.get("use_liger_kernel", False),
         dataloader_num_workers=0,
         report_to=report_to(cfg),  # the HF callback logs train/* into the run start_run opened (rank 0)
@@ -193,8 +193,10 @@ def finish_training(stage, trainer, result, tokenizer, wandb_run, validation_pro
     fsdp_version = trainer.accelerator.state.fsdp_plugin.fsdp_version if trainer.is_fsdp_enabled else None
     if dist_info().is_main:  # loss per logging step, from the first step even across resumes
         (stage.dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    export = export_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, stage.dir / "model",
-                          validation_prompt, parse_size_to_int(stage.cfg.export.max_shard_size),
+    # keep_torch_compile=False: a compiled model's state dict names carry `_orig_mod.`, which no loader would find.
+    plain_model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
+    export = export_model(plain_model, tokenizer, stage.dir / "model",
+                          validation_prompt, size_in_bytes(stage.cfg.export.max_shard_size),
                           dtype=getattr(torch, stage.cfg.model.dtype))
     figures = {"train_loss": result.training_loss, "global_steps": result.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "sharding_rank0": sharding}

@@ -22,8 +22,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from med42_train.models.chat import EOT
-from med42_train.models.demo import generation_config
+from med42_train.models.chat import generation_config
 from med42_train.runtime.dist import broadcast_object, dist_info
 from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import sha256_tree
@@ -180,7 +179,12 @@ def _save_metadata(model, tokenizer, out_dir: Path) -> None:
 
 
 def validate_export(out_dir: Path, prompt: str, expected: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
-    model = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype="auto", device_map="cpu")
+    model, loading = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype="auto", device_map="cpu",
+                                                          output_loading_info=True)
+    # A weight the loader did not find is initialised at random: the parameter count would still match.
+    if loading["missing_keys"] or loading["unexpected_keys"]:
+        raise ExportError(f"{out_dir}: the saved names do not match the model's: missing "
+                          f"{sorted(loading['missing_keys'])[:5]}, unexpected {sorted(loading['unexpected_keys'])[:5]}")
     tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
     num_params = sum(p.numel() for p in model.state_dict().values())
     dtype = str(next(model.parameters()).dtype)
@@ -193,7 +197,7 @@ def validate_export(out_dir: Path, prompt: str, expected: dict[str, Any], max_ne
     if not stopped:
         raise ExportError(f"{out_dir}: generation did not stop within {max_new_tokens} tokens: {reply!r}")
     return {"num_params": num_params, "dtype": dtype, "validation_prompt": prompt, "validation_reply": reply,
-            "stops_on": EOT if reply.endswith(EOT) else "<|end_of_text|>"}
+            "stops_on": tokenizer.convert_ids_to_tokens(reply_ids[-1])}  # 3.1 may also stop on <|eom_id|>
 
 
 @torch.no_grad()

@@ -1,8 +1,10 @@
 """Training metrics every logging step, in the Trainer's own logs (so the console and W&B get the same numbers).
 
 train/tokens_per_s      non-padding tokens per second, all ranks summed
-train/mfu               model FLOPs utilisation: (6 N + 12 L H S_eff) FLOPs per token against the accelerator's
-                        dense bf16 peak (N: non-embedding parameters; S_eff = sum(len^2) / sum(len) over the real
+train/mfu               model FLOPs utilisation: 6 N_body + 12 L H S_eff FLOPs per token, plus 6 N_head per
+                        supervised token, against the accelerator's dense bf16 peak (N_body: the parameters every
+                        token goes through, the input embedding excluded; N_head: the LM head, which TRL's fused
+                        head projects only at supervised positions; S_eff = sum(len^2) / sum(len) over the real
                         packed samples, so attention is counted per sample, not per packed row)
 train/padding_fraction  padding tokens / all tokens fed to the model
 train/peak_memory_gib   CUDA max allocated (max over ranks) on GPU, peak RSS on CPU
@@ -22,9 +24,11 @@ import sys
 import time
 from typing import Any, Iterable, Optional
 
-import numpy as np
 import torch
 import torch.distributed as torch_dist
+
+# The content key the data stage wrote the index with (re-exported: the collator computes the same keys).
+from med42_train.data.source_index import build_source_index, sample_key  # noqa: F401
 
 # NVIDIA H100 SXM5 datasheet: 1,979 TFLOP/s bf16 Tensor Core "with sparsity"; dense is half of it, 989.4.
 H100_SXM_DENSE_BF16_TFLOPS = 989.0
@@ -33,20 +37,31 @@ UNKNOWN_SOURCE = -1  # tokens whose sample is not in the source index (and paddi
 
 # ---- formulas ----
 
-def non_embedding_params(model: torch.nn.Module) -> int:
-    """Parameters minus the input embedding (a lookup, no FLOPs); the LM head is a matmul and counts, as in
-    torchtitan. DTensor.numel() is the global size, so this holds under FSDP2 too."""
-    embedding = model.get_input_embeddings().weight
-    return sum(p.numel() for p in model.parameters()) - embedding.numel()
+def flops_params(model: torch.nn.Module) -> tuple[int, int]:
+    """(N_body, N_head): the parameters every token goes through, and the LM head's.
 
-
-def training_flops(num_tokens: int, sum_len_sq: float, num_params: int, num_layers: int, hidden_size: int) -> float:
-    """FLOPs of forward + backward over `num_tokens` tokens of samples whose squared lengths sum to `sum_len_sq`.
-
-    Per token: 6 N (matmuls with the weights) + 12 L H S_eff (attention scores and values), S_eff the sample's
-    length; summed over the tokens of a sample of length l that is l * 12 L H l, hence 12 L H sum(l^2).
+    The input embedding is a lookup (no FLOPs). TRL's fused LM head projects only the positions whose next label
+    is supervised, so the head is counted per supervised token. A tied head shares the embedding's tensor (counted
+    once by parameters()), but its matmul still runs. DTensor.numel() is the global size, so this holds under FSDP2.
     """
-    return 6.0 * num_params * num_tokens + 12.0 * num_layers * hidden_size * sum_len_sq
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    total = sum(p.numel() for p in model.parameters())
+    body = total - embedding.numel() - (0 if head is embedding else head.numel())
+    return body, head.numel()
+
+
+def training_flops(num_tokens: float, num_supervised: float, sum_len_sq: float, body_params: int,
+                   head_params: int, num_layers: int, hidden_size: int) -> float:
+    """FLOPs of forward + backward over `num_tokens` tokens (`num_supervised` of them projected by the LM head) of
+    samples whose squared lengths sum to `sum_len_sq`.
+
+    Per token: 6 N_body (matmuls with the weights) + 12 L H S_eff (attention scores and values), S_eff the sample's
+    length; summed over the tokens of a sample of length l that is l * 12 L H l, hence 12 L H sum(l^2). Per
+    supervised token: 6 N_head.
+    """
+    return (6.0 * body_params * num_tokens + 6.0 * head_params * num_supervised
+            + 12.0 * num_layers * hidden_size * sum_len_sq)
 
 
 def mfu(flops: float, elapsed_s: float, world_size: int, peak_tflops_per_device: Optional[float]) -> Optional[float]:
@@ -79,12 +94,22 @@ def sample_lengths(inputs: dict[str, Any]) -> torch.Tensor:
 
 
 def batch_token_stats(inputs: dict[str, Any]) -> torch.Tensor:
-    """[non-padding tokens, padding tokens, sum of squared sample lengths] of one collated batch (float64)."""
+    """[non-padding tokens, padding tokens, sum of squared sample lengths, positions the LM head projects] of one
+    collated batch (float64)."""
     lengths = sample_lengths(inputs).to(torch.float64)
     num_real = lengths.sum()
     num_padding = inputs["input_ids"].numel() - num_real
     # Stays on the batch's device: a .cpu() here would make every micro-batch wait for the GPU.
-    return torch.stack([num_real, num_padding, (lengths ** 2).sum()])
+    return torch.stack([num_real, num_padding, (lengths ** 2).sum(), num_projected(inputs, num_real)])
+
+
+def num_projected(inputs: dict[str, Any], num_real: torch.Tensor) -> torch.Tensor:
+    """Positions whose next token is supervised: where TRL's fused LM head runs (SFT labels; DPO completion mask)."""
+    if "labels" in inputs:
+        return (inputs["labels"][..., 1:] != -100).sum().to(torch.float64)
+    if "completion_mask" in inputs:
+        return inputs["completion_mask"][..., 1:].sum().to(torch.float64)
+    return num_real
 
 
 def peak_memory_gib() -> float:
@@ -95,22 +120,6 @@ def peak_memory_gib() -> float:
 
 
 # ---- per-source loss ----
-
-def sample_key(token_ids: Iterable[int]) -> bytes:
-    """Content key of one tokenized sample (the packed rows keep no column but input_ids/labels/seq_lengths)."""
-    return hashlib.blake2b(np.asarray(token_ids, dtype=np.int64).tobytes(), digest_size=16).digest()
-
-
-def build_source_index(dataset) -> tuple[list[str], dict[bytes, int]]:
-    """(source names, sample key -> source id) from the data stage's dataset (input_ids + source columns)."""
-    names = sorted(set(dataset["source"]))
-    ids = {name: i for i, name in enumerate(names)}
-    index = {}
-    for batch in dataset.select_columns(["input_ids", "source"]).iter(batch_size=1024):
-        for token_ids, source in zip(batch["input_ids"], batch["source"]):
-            index[sample_key(token_ids)] = ids[source]
-    return names, index
-
 
 class SourceTaggingCollator:
     """Wraps TRL's collator: adds `source_ids`, the source of every token position, laid out like `labels`."""
@@ -169,9 +178,9 @@ class ThroughputMetricsMixin:
     def __init__(self, *args, peak_tflops_per_device: Optional[float] = None, **kwargs):
         super().__init__(*args, **kwargs)
         config = self.model.config
-        self._flops_shape = (non_embedding_params(self.model), config.num_hidden_layers, config.hidden_size)
+        self._flops_shape = (*flops_params(self.model), config.num_hidden_layers, config.hidden_size)
         self._peak_tflops = resolve_peak_tflops(peak_tflops_per_device)
-        self._interval_stats = torch.zeros(3, dtype=torch.float64, device=self.accelerator.device)
+        self._interval_stats = torch.zeros(4, dtype=torch.float64, device=self.accelerator.device)
         self._num_tokens_total = 0.0
         self._interval_start: Optional[float] = None
 
@@ -189,9 +198,10 @@ class ThroughputMetricsMixin:
 
     def _throughput_logs(self) -> dict[str, float]:
         elapsed_s = time.perf_counter() - self._interval_start
-        num_real, num_padding, sum_len_sq = self.accelerator.reduce(self._interval_stats, reduction="sum").tolist()
+        num_real, num_padding, sum_len_sq, num_supervised = self.accelerator.reduce(
+            self._interval_stats, reduction="sum").tolist()
         self._num_tokens_total += num_real
-        flops = training_flops(num_real, sum_len_sq, *self._flops_shape)
+        flops = training_flops(num_real, num_supervised, sum_len_sq, *self._flops_shape)
         utilisation = mfu(flops, elapsed_s, self.accelerator.num_processes, self._peak_tflops)
         logs = {"tokens_per_s": num_real / elapsed_s,
                 "padding_fraction": num_padding / max(num_real + num_padding, 1.0),

@@ -12,19 +12,34 @@ from omegaconf import DictConfig
 from trl import SFTConfig, SFTTrainer
 
 from med42_train.config import sft_gradient_accumulation
+from med42_train.data.source_index import build_source_index, read_source_index
 from med42_train.runtime.dist import dist_info
+from med42_train.runtime.log import get_logger
 from med42_train.runtime.rundir import begin_stage, require_complete, stage_input
 from med42_train.runtime.wandb_run import start_run
 from med42_train.train.checkpoint import AtomicCheckpointMixin, install_preemption
 from med42_train.train.common import (
     apply_mixed_precision, finish_training, load_model, load_tokenizer, start_distributed, train, trainer_kwargs,
 )
-from med42_train.train.metrics import PerSourceLossMixin, ThroughputMetricsMixin, build_source_index
+from med42_train.train.metrics import PerSourceLossMixin, ThroughputMetricsMixin
+
+
+log = get_logger()
 
 
 class Med42SFTTrainer(ThroughputMetricsMixin, PerSourceLossMixin, AtomicCheckpointMixin, SFTTrainer):
     """SFTTrainer that logs throughput, MFU and per-source loss every logging step (train/metrics.py), and whose
     checkpoints are atomic and COMPLETE-marked (train/checkpoint.py)."""
+
+
+def _source_index(data_outputs: dict, dataset):
+    """The data stage's key -> source index; computed here only for a data stage made before it wrote one."""
+    record = data_outputs.get("sft_source_index")
+    if record:
+        return read_source_index(record["path"])
+    log.warning("the data stage wrote no sft_source_index (made by an older version): hashing every sample now; "
+                "re-run `med42 data ... overwrite=true` to write it once")
+    return build_source_index(dataset)
 
 
 def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
@@ -50,7 +65,7 @@ def run(cfg: DictConfig) -> None:
     full_dataset = load_from_disk(outputs["sft_dataset"]["path"])
     dataset = full_dataset.select_columns(["input_ids", "assistant_masks"])
     # Which source each sample came from, found again by content in the packed rows (train/metrics.py).
-    source_names, source_index = build_source_index(full_dataset) if cfg.sft.per_source_loss else ([], None)
+    source_names, source_index = _source_index(outputs, full_dataset) if cfg.sft.per_source_loss else ([], None)
 
     # ---- trainer ----
     args = SFTConfig(

@@ -195,3 +195,46 @@ def test_hub_rows_use_the_hub_format_when_it_differs(tmp_path, monkeypatch):
     (example,) = iter_examples(source)
     assert example.position == "hub:cais/mmlu/test#0"
     assert example.messages[1]["content"] == "The answer is C. c"
+
+
+# ---- a UTF-8 byte-order mark opening a file is encoding, not content ----
+
+BOM = b"\xef\xbb\xbf"
+PUBMEDQA = {"QUESTION": "Is aspirin useful?", "CONTEXTS": ["It is."], "LABELS": ["RESULTS"],
+            "final_decision": "yes", "LONG_ANSWER": "Yes."}
+BOM_LAYOUTS = {  # format: (file name, bytes without the BOM, records in it)
+    "medqa": ("medqa.jsonl", (json.dumps(MEDQA) + "\n" + json.dumps(MEDQA) + "\n").encode(), 2),
+    "alpaca": ("alpaca.json", json.dumps([ALPACA, ALPACA, ALPACA]).encode(), 3),
+    "pubmedqa": ("pubmedqa.json", json.dumps({"1": PUBMEDQA, "2": PUBMEDQA}).encode(), 2),
+    "mmlu_csv": ("mmlu.csv", b'"Which, of these?",a,b,c,d,A\r\nSecond?,a,b,c,d,B\r\n', 2),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(BOM_LAYOUTS))
+@pytest.mark.parametrize("on_error", ["skip", "fail"])
+def test_a_leading_bom_loses_no_record_in_any_layout(tmp_path, fmt, on_error):
+    name, content, num_records = BOM_LAYOUTS[fmt]
+    (tmp_path / "plain").mkdir(), (tmp_path / "marked").mkdir()
+    plain, marked = tmp_path / "plain" / name, tmp_path / "marked" / name
+    plain.write_bytes(content)
+    marked.write_bytes(BOM + content)
+    items = list(iter_examples(_source(marked, fmt, on_error=on_error)))
+    expected = list(iter_examples(_source(plain, fmt, on_error=on_error)))
+    assert all(isinstance(item, Example) for item in items) and len(items) == num_records
+    assert [item.messages for item in items] == [item.messages for item in expected]
+    # Positions (line numbers, array indices, keys) are those of the file as written.
+    assert [item.position.replace("/marked/", "/plain/") for item in items] == [item.position for item in expected]
+    assert count_records(_source(marked, fmt)) == num_records
+
+
+def test_a_bom_inside_a_json_lines_file_is_still_bad_input(tmp_path):
+    path = _jsonl(tmp_path / "medqa.jsonl", [BOM + json.dumps(MEDQA).encode(), BOM + json.dumps(MEDQA).encode()])
+    items = list(iter_examples(_source(path, "medqa")))
+    assert isinstance(items[0], Example) and items[0].position.endswith(":1")
+    assert isinstance(items[1], Rejected) and items[1].reason == "malformed_json" and items[1].position.endswith(":2")
+
+
+def test_a_bom_alone_on_the_first_line_is_a_blank_line(tmp_path):
+    path = _jsonl(tmp_path / "medqa.jsonl", [BOM, json.dumps(MEDQA)])
+    items = list(iter_examples(_source(path, "medqa", on_error="fail")))
+    assert len(items) == 1 and items[0].position.endswith(":2") and count_records(_source(path, "medqa")) == 1

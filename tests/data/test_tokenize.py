@@ -8,7 +8,7 @@ import pytest
 
 from med42_train.data.formats import alpaca, messages_format, sharegpt
 from med42_train.data.tokenize import ChatEncoder, has_training_template, tokenize_preference, tokenize_sft
-from med42_train.models.chat import META_LLAMA3_TEMPLATE
+from med42_train.models.chat import META_LLAMA3_TEMPLATE, ChatFormat
 from med42_train.models.tokenizer import train_demo_tokenizer
 
 SYSTEM = {"role": "system", "content": "You are a careful medical assistant. "}
@@ -88,3 +88,25 @@ def test_other_templates_fall_back_to_the_template_path(demo_tokenizer):
                                                                            return_dict=True)["input_ids"]
     finally:
         demo_tokenizer.chat_template = original
+
+
+def test_fast_path_equals_template_path_on_real_llama31_records(llama31_tokenizer, realdata):
+    conversations = _real_conversations(realdata)[::3]  # a third: the 3.1 format differs only in its system block
+    original = llama31_tokenizer.chat_template
+    for chat_format in (ChatFormat("llama31"), ChatFormat("llama31", "04 Dec 2026")):
+        llama31_tokenizer.chat_template = chat_format.template
+        try:
+            assert ChatEncoder(llama31_tokenizer).format == chat_format
+            _assert_same_as_template_path(llama31_tokenizer, conversations)
+            _assert_preference_same(llama31_tokenizer, conversations[::5])
+        finally:
+            llama31_tokenizer.chat_template = original
+
+
+def test_fast_path_equals_template_path_on_demo_llama31_tokenizer():
+    corpus = [m["content"] for c in EDGE_CASES for m in c] * 20 + ["Cutting Knowledge Date: Today"] * 20
+    tokenizer = train_demo_tokenizer(corpus, bpe_vocab_size=400, chat_format=ChatFormat("llama31", "01 Jan 2025"))
+    assert ChatEncoder(tokenizer).format == ChatFormat("llama31", "01 Jan 2025")
+    cases = EDGE_CASES + [[{"role": "system", "content": " \n"}, *EDGE_CASES[0]]]  # a blank system prompt
+    _assert_same_as_template_path(tokenizer, cases)
+    _assert_preference_same(tokenizer, cases)

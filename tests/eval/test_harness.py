@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from med42_train.eval.harness import AnswerBoundary
@@ -53,12 +55,12 @@ class _Recorder:
 
     def __init__(self, **kwargs):
         self.kwargs = kwargs
+        self.tokenizer = types.SimpleNamespace(chat_template=None)
 
 
 def test_multi_gpu_settings_pass_through_to_the_harness(monkeypatch, tmp_path):
     """Untested on GPUs here: this checks only that the settings reach lm-eval's own arguments."""
     import sys
-    import types
 
     import lm_eval.models.huggingface
     from omegaconf import open_dict
@@ -66,13 +68,19 @@ def test_multi_gpu_settings_pass_through_to_the_harness(monkeypatch, tmp_path):
     from med42_train.config import load_config
     from med42_train.eval.harness import build_lm
 
+    import med42_train.models.tokenizer
+
     monkeypatch.setattr(lm_eval.models.huggingface, "HFLM", _Recorder)
+    # No tokenizer in the empty folder: the family template comes from a stand-in, and must reach the LM.
+    monkeypatch.setattr(med42_train.models.tokenizer, "chat_template_for_model", lambda *_: "FAMILY TEMPLATE")
     monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", types.SimpleNamespace(VLLM=_Recorder))
     cfg = load_config([f"run_dir={tmp_path}", "experiment=med42_v2_70b"])
     sharded = build_lm(cfg, str(tmp_path))
     assert sharded.kwargs["parallelize"] is True and "device" not in sharded.kwargs
     assert isinstance(sharded, AnswerBoundary) and sharded.kwargs["dtype"] == "bfloat16"
+    assert sharded.tokenizer.chat_template == "FAMILY TEMPLATE"
     with open_dict(cfg):
         cfg.eval.backend, cfg.eval.tensor_parallel_size = "vllm", 8
     vllm = build_lm(cfg, str(tmp_path))
     assert vllm.kwargs["tensor_parallel_size"] == 8 and isinstance(vllm, AnswerBoundary)
+    assert vllm.tokenizer.chat_template == "FAMILY TEMPLATE"

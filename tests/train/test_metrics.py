@@ -12,30 +12,33 @@ from trl import SFTConfig
 from med42_train.data.tokenize import tokenize_sft
 from med42_train.models.tokenizer import train_demo_tokenizer
 from med42_train.train.metrics import (
-    batch_token_stats, build_source_index, mfu, non_embedding_params, resolve_peak_tflops, training_flops,
+    batch_token_stats, build_source_index, flops_params, mfu, resolve_peak_tflops, training_flops,
 )
 from med42_train.train.sft import Med42SFTTrainer
 
 
 def test_training_flops_and_mfu_match_a_hand_computation():
-    # Two packed samples of 3 and 5 tokens; N = 1000 non-embedding parameters, L = 2 layers, H = 8.
-    # S_eff = (9 + 25) / 8 = 4.25; per token 6 * 1000 + 12 * 2 * 8 * 4.25 = 6816 FLOPs; 8 tokens -> 54528.
-    flops = training_flops(num_tokens=8, sum_len_sq=3**2 + 5**2, num_params=1000, num_layers=2, hidden_size=8)
-    assert flops == pytest.approx(54528.0)
-    # 2 s on 4 devices of 1e-9 TFLOP/s (1000 FLOP/s each): 54528 / (2 * 4 * 1000).
-    assert mfu(flops, elapsed_s=2.0, world_size=4, peak_tflops_per_device=1e-9) == pytest.approx(6.816)
+    # Two packed samples of 3 and 5 tokens, 4 of whose positions the LM head projects; N_body = 1000 parameters,
+    # N_head = 200, L = 2 layers, H = 8. Body 6 * 1000 * 8 = 48000; head 6 * 200 * 4 = 4800 (not * 8: the fused
+    # head skips unsupervised positions); attention 12 * 2 * 8 * (9 + 25) = 6528; total 59328.
+    flops = training_flops(num_tokens=8, num_supervised=4, sum_len_sq=3**2 + 5**2, body_params=1000,
+                           head_params=200, num_layers=2, hidden_size=8)
+    assert flops == pytest.approx(59328.0)
+    # 2 s on 4 devices of 1e-9 TFLOP/s (1000 FLOP/s each): 59328 / (2 * 4 * 1000).
+    assert mfu(flops, elapsed_s=2.0, world_size=4, peak_tflops_per_device=1e-9) == pytest.approx(7.416)
     assert mfu(flops, elapsed_s=2.0, world_size=4, peak_tflops_per_device=None) is None
 
 
-def test_non_embedding_params_counts_every_matrix_but_the_input_embedding():
+@pytest.mark.parametrize("tied", [False, True])
+def test_flops_params_split_the_body_from_the_lm_head(tied):
     vocab, hidden, inter, heads, kv_heads, layers = 50, 16, 24, 4, 2, 3
     model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter,
                                          num_hidden_layers=layers, num_attention_heads=heads,
-                                         num_key_value_heads=kv_heads))
+                                         num_key_value_heads=kv_heads, tie_word_embeddings=tied))
     kv_dim = hidden // heads * kv_heads
     per_layer = 2 * hidden * hidden + 2 * hidden * kv_dim + 3 * hidden * inter + 2 * hidden  # attn, mlp, 2 norms
-    expected = layers * per_layer + hidden + vocab * hidden  # + final norm + lm_head (untied)
-    assert non_embedding_params(model) == expected
+    # The body: every layer + the final norm; the head's matmul runs whether or not it shares the embedding.
+    assert flops_params(model) == (layers * per_layer + hidden, vocab * hidden)
 
 
 def test_peak_is_the_configured_one_and_absent_on_cpu():
@@ -47,15 +50,26 @@ def test_peak_is_the_configured_one_and_absent_on_cpu():
 def test_token_stats_of_a_padded_batch():
     batch = {"input_ids": torch.zeros(2, 4, dtype=torch.long),
              "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])}
-    num_real, num_padding, sum_len_sq = batch_token_stats(batch).tolist()
-    assert (num_real, num_padding, sum_len_sq) == (5, 3, 3**2 + 2**2)
+    num_real, num_padding, sum_len_sq, num_projected = batch_token_stats(batch).tolist()
+    assert (num_real, num_padding, sum_len_sq, num_projected) == (5, 3, 3**2 + 2**2, 5)
 
 
 def test_token_stats_of_a_padding_free_packed_row():
     batch = {"input_ids": torch.zeros(1, 8, dtype=torch.long),
              "position_ids": torch.tensor([[0, 1, 2, 0, 1, 2, 3, 4]]),
              "cu_seq_lens_q": torch.tensor([0, 3, 8], dtype=torch.int32)}
-    assert batch_token_stats(batch).tolist() == [8, 0, 3**2 + 5**2]
+    assert batch_token_stats(batch).tolist() == [8, 0, 3**2 + 5**2, 8]
+
+
+def test_the_lm_head_is_counted_where_the_fused_head_projects():
+    # SFT: labels unshifted, position t is projected when label t + 1 is supervised.
+    sft = {"input_ids": torch.zeros(1, 6, dtype=torch.long), "labels": torch.tensor([[-100, -100, 5, 6, -100, 7]]),
+           "position_ids": torch.tensor([[0, 1, 2, 0, 1, 2]]), "cu_seq_lens_q": torch.tensor([0, 3, 6])}
+    assert batch_token_stats(sft).tolist()[3] == 3
+    # DPO: the completion mask marks the supervised tokens (TRL masks the labels with it).
+    dpo = {"input_ids": torch.zeros(2, 4, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+           "completion_mask": torch.tensor([[0, 0, 1, 1], [0, 1, 1, 0]])}
+    assert batch_token_stats(dpo).tolist()[3] == 4
 
 
 # ---- per-source loss on a real trainer ----

@@ -63,7 +63,7 @@ def test_a_second_run_reuses_the_cache_and_a_new_reference_invalidates_it(demo_r
     run_dir = copy_run(demo_run, tmp_path)
     # Another learning rate redoes both rounds: iteration 1 has the same reference (SFT) and pairs, iteration 2
     # a new reference (the new iteration 1).
-    result = run_med42(["dpo", f"run_dir={run_dir}", *SHORT_DPO, "overwrite=true", "dpo.learning_rate=2e-5"],
+    result = run_med42(["dpo", f"run_dir={run_dir}", *SHORT_DPO, "overwrite=true", "dpo.learning_rate=3e-5"],
                        nproc=2, timeout_s=600)
     first, second = _manifest(run_dir, 1)["reference"], _manifest(run_dir, 2)["reference"]
     assert (first["cache"], first["num_forward_pairs"]) == ("hit", 0)

@@ -72,3 +72,23 @@ def test_an_export_that_fails_validation_stops_both_ranks_and_completes_nothing(
     assert result.returncode != 0
     assert "generation did not stop" in result.stdout + result.stderr
     assert not (tmp_path / "sft" / "COMPLETE").exists() and not (tmp_path / "sft" / "model").exists()
+
+
+def test_a_compiled_model_exports_the_plain_model_names_and_validates(sft_ready_run):
+    from safetensors import safe_open
+
+    from tests.conftest import run_med42
+    from tests.train.conftest import SHORT_SFT
+
+    run_dir = sft_ready_run()
+    # The eager backend wraps the model exactly as inductor does (torch.compile's OptimizedModule, whose state
+    # dict names carry `_orig_mod.`) without generating code, so the test stays quick on CPU.
+    run_med42(["sft", f"run_dir={run_dir}", *SHORT_SFT, "sft.max_steps=2", "sft.torch_compile=true",
+               "sft.torch_compile_backend=eager"], nproc=2, timeout_s=600)
+    export_dir = run_dir / "sft" / "model"
+    assert _manifest(run_dir, "sft")["outputs"]["model"]["validated"]
+    with safe_open(str(export_dir / "model.safetensors"), "pt") as handle:
+        names = list(handle.keys())
+    assert names and not any("_orig_mod" in name for name in names)
+    _, loading = AutoModelForCausalLM.from_pretrained(str(export_dir), output_loading_info=True)
+    assert not loading["missing_keys"] and not loading["unexpected_keys"]  # the trained weights, all of them
