@@ -359,12 +359,12 @@ STAGE_CONFIG_KEYS = {
 
 # Keys that change where or in what batches a stage works, never what it produces: a moved run directory (its
 # cache_dir follows run_dir) or another batch size must not make a COMPLETE stage look out of date.
-_REFERENCE_PASS_KEYS = ("reference_batch_size", "reference_check_pairs", "reference_check_tolerance",
-                        "until_iteration")
+# until_iteration: where a run (a Slurm job of the chain) stops, never what a round produces.
+_DPO_NEUTRAL_KEYS = ("reference_batch_size", "reference_check_pairs", "reference_check_tolerance", "until_iteration")
 OUTPUT_NEUTRAL_KEYS = {"data": {"data": ("cache_dir", "tokenize_batch_size")},
-                       "dpo": {"dpo": _REFERENCE_PASS_KEYS},
+                       "dpo": {"dpo": _DPO_NEUTRAL_KEYS},
                        # Adding a fourth round must not redo the first three.
-                       "dpo_iteration": {"dpo": ("iterations", *_REFERENCE_PASS_KEYS)},
+                       "dpo_iteration": {"dpo": ("iterations", *_DPO_NEUTRAL_KEYS)},
                        "eval": {"eval": ("cache_dir",)},
                        "elo": {"elo": ("cache_dir",)}}
 
