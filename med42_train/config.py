@@ -156,6 +156,9 @@ class DPOConfig:
     per_device_train_batch_size: int = 2
     # Nodes the DPO stage runs on when they differ from launcher.nnodes (Med42-v2 70B: SFT on 6, DPO on 4).
     nnodes: Optional[int] = None
+    # Stop after round k (null: all `iterations`); the stage is COMPLETE only after the last round. The Slurm
+    # chain runs each round as its own job with this set; it changes where a run stops, never what a round is.
+    until_iteration: Optional[int] = None
     save_steps: int = 100
     save_total_limit: int = 2
     logging_steps: int = 10
@@ -274,6 +277,28 @@ class ReportConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """What each sbatch job of `med42 pipeline launcher=slurm` asks for (scripts/slurm/*.sbatch.j2)."""
+
+    partition: Optional[str] = None  # null: the cluster's default partition
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    # GPUs requested per node for training stages; null requests none (CPU test cluster: gloo processes).
+    gpus_per_node: Optional[int] = None
+    # GPUs for a one-process stage by name (eval runs its models on cuda when it has one); others get none.
+    single_process_gpus: dict[str, int] = field(default_factory=dict)
+    cpus_per_task: int = 2  # one task per node; it runs torchrun and its nproc_per_node workers
+    mem: Optional[str] = None  # --mem per node, e.g. "0" (all of it) or "500G"; null: the cluster's default
+    # Wall-clock limit per job, by stage (a DPO round is "dpo"); stages not listed get `default`.
+    time_limits: dict[str, str] = field(default_factory=lambda: {"default": "04:00:00"})
+    max_requeues: int = 3  # a job preempted more often than this fails instead of requeueing again
+    rdzv_port: int = 29517  # c10d rendezvous port on the job's head node
+    # Exported in training jobs before torchrun (NCCL_*, TORCH_NCCL_*): interface names, IB, debug level.
+    nccl_env: dict[str, str] = field(default_factory=dict)
+    extra_sbatch: list[str] = field(default_factory=list)  # more #SBATCH lines, e.g. ["--exclusive"]
+
+
+@dataclass
 class LauncherConfig:
     name: str = "local"
     nproc_per_node: int = 2
@@ -285,6 +310,13 @@ class LauncherConfig:
     # Dense bf16 peak of one accelerator for train/mfu. null = 989 TFLOP/s (H100 SXM) when training on CUDA, and no
     # MFU on CPU (a CPU has no meaningful bf16 peak); set it for other accelerators (e.g. 756 for H100 PCIe).
     peak_tflops_per_device: Optional[float] = None
+    # The signal asking a job to checkpoint and stop: #SBATCH --signal=<it>@<preemption_grace_s>. USR1, USR2 or
+    # TERM; submitit uses USR2 because NCCL may catch USR1 (check on your cluster with `med42 doctor`).
+    preemption_signal: str = "USR1"
+    # Timeout of every collective (torch.distributed.init_process_group(timeout=...)): how long a rank waits for
+    # a missing peer before the job fails instead of hanging.
+    nccl_timeout_s: int = 1800
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 @dataclass
@@ -330,18 +362,23 @@ STAGE_CONFIG_KEYS = {
 
 # Keys that change where or in what batches a stage works, never what it produces: a moved run directory (its
 # cache_dir follows run_dir) or another batch size must not make a COMPLETE stage look out of date.
-_REFERENCE_PASS_KEYS = ("reference_batch_size", "reference_check_pairs", "reference_check_tolerance")
+# until_iteration: where a run (a Slurm job of the chain) stops, never what a round produces.
+_DPO_NEUTRAL_KEYS = ("reference_batch_size", "reference_check_pairs", "reference_check_tolerance", "until_iteration")
 OUTPUT_NEUTRAL_KEYS = {"data": {"data": ("cache_dir", "tokenize_batch_size")},
-                       "dpo": {"dpo": _REFERENCE_PASS_KEYS},
+                       "dpo": {"dpo": _DPO_NEUTRAL_KEYS},
                        # Adding a fourth round must not redo the first three.
-                       "dpo_iteration": {"dpo": ("iterations", *_REFERENCE_PASS_KEYS)},
+                       "dpo_iteration": {"dpo": ("iterations", *_DPO_NEUTRAL_KEYS)},
                        "eval": {"eval": ("cache_dir",)},
                        "elo": {"elo": ("cache_dir",)}}
 
 
 def load_config(overrides: list[str]) -> DictConfig:
     """Compose configs/ with command-line overrides, type-check it against the schema, and validate it."""
-    composed = _compose(overrides)
+    return finalize_config(_compose(overrides))
+
+
+def finalize_config(composed: DictConfig) -> DictConfig:
+    """A composed tree (ours, or the one @hydra.main hands a sweep job) merged into the schema and validated."""
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), composed)
         cfg.run_dir = str(Path(str(cfg.run_dir)).expanduser().resolve())
@@ -354,6 +391,24 @@ def load_config(overrides: list[str]) -> DictConfig:
         ) from None
     validate(cfg)
     return cfg
+
+
+def load_frozen_config(path: Path, overrides: list[str]) -> DictConfig:
+    """A config frozen at submit time (the Slurm chain's <run_dir>/slurm/config.yaml), plus a few key=value
+    overrides of the job itself (e.g. dpo.until_iteration=2): a YAML edited after submission changes nothing."""
+    try:
+        frozen = OmegaConf.merge(OmegaConf.structured(RootConfig), OmegaConf.load(path),
+                                 OmegaConf.from_dotlist(list(overrides)))
+    except Exception as err:
+        raise ConfigError(f"frozen config {path}: {str(err).splitlines()[0]}. Overrides after --config are "
+                          "plain key=value pairs of existing keys (schema: med42_train/config.py)") from None
+    validate(frozen)
+    return frozen
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of the whole resolved config (every rank of a job must hold the same one)."""
+    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -419,7 +474,8 @@ def validate(cfg: DictConfig) -> None:
         (cfg.model.tiny.hidden_size % cfg.model.tiny.num_attention_heads == 0,
          "model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads"),
     ]
-    for ok, message in [*checks, *_dpo_checks(cfg), *_memory_and_speed_checks(cfg), *_elo_and_report_checks(cfg)]:
+    for ok, message in [*checks, *_dpo_checks(cfg), *_launcher_checks(cfg), *_memory_and_speed_checks(cfg),
+                        *_elo_and_report_checks(cfg)]:
         if not ok:
             raise ConfigError(message)
     check_chat_format(cfg.model.chat_family, cfg.model.chat_date)
@@ -494,7 +550,34 @@ def _dpo_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
         (dpo.pairs_per_step >= 1 and dpo.reference_batch_size >= 1 and dpo.reference_check_pairs >= 0,
          "dpo.pairs_per_step and dpo.reference_batch_size must be at least 1, dpo.reference_check_pairs at least 0"),
         (dpo.nnodes is None or dpo.nnodes >= 1, f"dpo.nnodes={dpo.nnodes}: null (= launcher.nnodes) or at least 1"),
+        (dpo.until_iteration is None or 1 <= dpo.until_iteration <= dpo.iterations,
+         f"dpo.until_iteration={dpo.until_iteration}: null (all rounds) or 1..dpo.iterations={dpo.iterations}"),
     ]
+
+
+PREEMPTION_SIGNAL_NAMES = ("USR1", "USR2", "TERM")
+
+
+def _launcher_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
+    launcher, slurm = cfg.launcher, cfg.launcher.slurm
+    return [
+        (launcher.preemption_signal in PREEMPTION_SIGNAL_NAMES,
+         f"launcher.preemption_signal={launcher.preemption_signal!r}: use one of {', '.join(PREEMPTION_SIGNAL_NAMES)}"),
+        (launcher.nccl_timeout_s > 0, f"launcher.nccl_timeout_s={launcher.nccl_timeout_s}: seconds, positive"),
+        (slurm.max_requeues >= 0, f"launcher.slurm.max_requeues={slurm.max_requeues}: 0 or more"),
+        ("default" in slurm.time_limits,
+         "launcher.slurm.time_limits needs a `default` entry (e.g. '04:00:00') for stages not listed"),
+        (slurm.gpus_per_node is None or slurm.gpus_per_node >= launcher.nproc_per_node,
+         f"launcher.slurm.gpus_per_node={slurm.gpus_per_node} < launcher.nproc_per_node="
+         f"{launcher.nproc_per_node}: each worker needs its own GPU; raise gpus_per_node or lower nproc_per_node"),
+    ]
+
+
+def planned_world_size(cfg: DictConfig, stage: str) -> int:
+    """The world size the launcher gives a training stage (DPO may run on other nodes than SFT)."""
+    nnodes = cfg.dpo.nnodes if stage_kind(stage) in ("dpo", "dpo_iteration") and cfg.dpo.nnodes else \
+        cfg.launcher.nnodes
+    return nnodes * cfg.launcher.nproc_per_node
 
 
 def _memory_and_speed_checks(cfg: DictConfig) -> list[tuple[bool, str]]:

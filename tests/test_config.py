@@ -151,6 +151,29 @@ def test_the_data_stage_hash_ignores_where_its_cache_lives_and_its_batch_size(tm
     assert stage_config_hash(other, "data") != stage_config_hash(here, "data")
 
 
+def test_a_frozen_config_is_read_as_it_is_plus_the_jobs_own_overrides(tmp_path):
+    from omegaconf import OmegaConf
+
+    from med42_train.config import load_frozen_config
+
+    cfg = load_config([f"run_dir={tmp_path}", "dpo.iterations=3", "sft.learning_rate=3e-5"])
+    frozen = tmp_path / "config.yaml"
+    frozen.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    job = load_frozen_config(frozen, ["dpo.until_iteration=2"])
+    assert job.sft.learning_rate == 3e-5 and job.dpo.until_iteration == 2
+    with pytest.raises(ConfigError, match="dpo.until_iteration=4"):
+        load_frozen_config(frozen, ["dpo.until_iteration=4"])
+    with pytest.raises(ConfigError, match="frozen config"):
+        load_frozen_config(frozen, ["sft.no_such_key=1"])
+
+
+def test_until_iteration_does_not_change_what_a_dpo_round_is(tmp_path):
+    whole = load_config([f"run_dir={tmp_path}", "dpo.iterations=3"])
+    first = load_config([f"run_dir={tmp_path}", "dpo.iterations=3", "dpo.until_iteration=1"])
+    for stage in ("dpo", "dpo/iter_1"):
+        assert stage_config_hash(whole, stage) == stage_config_hash(first, stage)
+
+
 def test_the_eval_tasks_of_every_experiment_are_checked_when_the_config_loads():
     """The paper's suite is known at composition: a typo fails here, not after data, SFT and DPO have run."""
     cfg = load_config(["experiment=med42_v2_8b"])

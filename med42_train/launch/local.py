@@ -16,29 +16,37 @@ import time
 
 from omegaconf import DictConfig
 
-from med42_train.config import STAGES, ConfigError, dpo_gradient_accumulation, sft_gradient_accumulation
+from med42_train.config import (
+    STAGES, ConfigError, dpo_gradient_accumulation, planned_world_size, sft_gradient_accumulation,
+)
 from med42_train.runtime.log import get_logger
-from med42_train.runtime.preemption import PREEMPTED_MARKER, PREEMPTION_SIGNALS, Preempted
+from med42_train.runtime.preemption import PREEMPTION_SIGNALS, Preempted, stopped_by_signal
 from med42_train.runtime.rundir import is_up_to_date, stage_dir
 from med42_train.stages import STAGE_MODULES
 
 log = get_logger()
 DISTRIBUTED_STAGES = ("sft", "dpo")
+# torchrun forwards these to its workers (which save a checkpoint at the next step and exit 75).
+TORCHRUN_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
 class StageFailedError(RuntimeError):
     """A stage's process exited non-zero; its own output above says why."""
 
 
-def run(cfg: DictConfig, overrides: list[str]) -> None:
+def run(cfg: DictConfig, overrides: list[str], dry_run: bool = False) -> None:
+    if cfg.launcher.name == "slurm":  # the same stages as a chain of sbatch jobs
+        from med42_train.launch.slurm import submit
+
+        submit(cfg, dry_run=dry_run)
+        return
     if cfg.launcher.name != "local" or cfg.launcher.nnodes != 1:
         raise ConfigError(f"launcher.name={cfg.launcher.name!r}, launcher.nnodes={cfg.launcher.nnodes}: "
-                          "`med42 pipeline` runs on this machine; pass launcher=local (one node), or for "
-                          "several nodes launch the stages under Slurm (scripts/slurm/README.md)")
-    # The SFT and DPO batches must split over the launcher's world size: better refused now than after the data
-    # stage (or after SFT).
-    sft_gradient_accumulation(cfg, cfg.launcher.nnodes * cfg.launcher.nproc_per_node)
-    dpo_gradient_accumulation(cfg, (cfg.dpo.nnodes or cfg.launcher.nnodes) * cfg.launcher.nproc_per_node)
+                          "`med42 pipeline` runs on this machine with launcher=local (one node); for several "
+                          "nodes use launcher=slurm (scripts/slurm/README.md)")
+    if dry_run:
+        raise ConfigError("--dry-run with `med42 pipeline` renders the Slurm jobs: pass launcher=slurm")
+    check_batches(cfg)
     timings = {}
     for stage in STAGES:
         module = importlib.import_module(STAGE_MODULES[stage])
@@ -58,13 +66,20 @@ def run(cfg: DictConfig, overrides: list[str]) -> None:
         print(f"report: {report}")
 
 
+def check_batches(cfg: DictConfig) -> None:
+    """The SFT and DPO batches must split over the launcher's world size: better refused now than after the data
+    stage (or after SFT)."""
+    sft_gradient_accumulation(cfg, planned_world_size(cfg, "sft"))
+    dpo_gradient_accumulation(cfg, planned_world_size(cfg, "dpo"))
+
+
 def torchrun_command(cfg: DictConfig, stage: str, overrides: list[str]) -> list[str]:
     forwarded = [o for o in overrides if not o.lstrip("+~").startswith("run_dir=")] + [f"run_dir={cfg.run_dir}"]
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.launcher.nproc_per_node}"]
     # torchrun forwards SIGTERM and SIGUSR1 to the workers (which save a checkpoint at the next step and exit)
     # and gives them preemption_grace_s before SIGKILL; by default it would kill them after 30 s.
-    signals = ",".join(["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1"])
-    command += [f"--signals-to-handle={signals}", f"--shutdown-timeout={cfg.launcher.preemption_grace_s}"]
+    command += [f"--signals-to-handle={','.join(TORCHRUN_SIGNALS)}",
+                f"--shutdown-timeout={cfg.launcher.preemption_grace_s}"]
     # --standalone: a private rendezvous on a free port, so concurrent runs on one machine never collide.
     return command + ["--standalone", "-m", "med42_train", stage, *forwarded]
 
@@ -72,7 +87,6 @@ def torchrun_command(cfg: DictConfig, stage: str, overrides: list[str]) -> list[
 def _torchrun(cfg: DictConfig, stage: str, overrides: list[str]) -> None:
     command = torchrun_command(cfg, stage, overrides)
     log.info("[pipeline] %s", " ".join(command))
-    marker = stage_dir(cfg, stage) / PREEMPTED_MARKER
     launched_at = time.time()
     process = subprocess.Popen(command)
     # A signal to the pipeline (Slurm, a user's kill) goes on to torchrun, and through it to the workers.
@@ -83,7 +97,8 @@ def _torchrun(cfg: DictConfig, stage: str, overrides: list[str]) -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if returncode != 0 and marker.is_file() and marker.stat().st_mtime >= launched_at:
+    marker = stopped_by_signal(stage_dir(cfg, stage), launched_at) if returncode != 0 else None
+    if marker is not None:
         raise Preempted(f"stage {stage} saved a checkpoint and stopped ({marker.read_text()}); run the pipeline "
                         "again to resume")
     if returncode != 0:

@@ -42,15 +42,27 @@ def uses_cpu(backend: str) -> bool:
     return resolve_backend(backend) == "gloo"
 
 
-def init_distributed(backend: str, timeout_minutes: int = 30) -> DistInfo:
-    """Join the process group torchrun set up (no-op in a single process). accelerate reuses this group."""
+def init_distributed(backend: str, timeout_s: int = 1800) -> DistInfo:
+    """Join the process group torchrun set up (no-op in a single process). accelerate reuses this group.
+
+    `timeout_s` (launcher.nccl_timeout_s) bounds every collective: a rank waiting for a dead peer fails then.
+    """
     info = dist_info()
     if info.world_size > 1 and not torch_dist.is_initialized():
         resolved = resolve_backend(backend)
         if resolved == "nccl":
             torch.cuda.set_device(info.local_rank)
-        torch_dist.init_process_group(resolved, timeout=timedelta(minutes=timeout_minutes))
+        torch_dist.init_process_group(resolved, timeout=timedelta(seconds=timeout_s))
     return info
+
+
+def all_gather_object(obj) -> list:
+    """Every rank's `obj`, in rank order (one collective); [obj] in a single process."""
+    if not torch_dist.is_initialized():
+        return [obj]
+    gathered = [None] * torch_dist.get_world_size()
+    torch_dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def barrier() -> None:

@@ -1,4 +1,4 @@
-"""Preemption: SIGTERM or SIGUSR1 (what Slurm sends before a time limit or a requeue) asks the job to stop.
+"""Preemption: SIGTERM, SIGUSR1 or SIGUSR2 (what Slurm sends before a time limit or a requeue) asks the job to stop.
 
 The handler only sets a flag; nothing is saved inside a signal handler. At the next step boundary every rank
 reports its flag in one all-reduce (MAX), so a signal that reached a single rank stops all of them at the same
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -20,7 +21,8 @@ log = get_logger()
 
 # sysexits' EX_TEMPFAIL, "try again later": not a failure of the code or the data. The Slurm script requeues on it.
 PREEMPTED_EXIT_CODE = 75
-PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# USR2 too: launcher.preemption_signal may pick it (submitit's choice, as NCCL can catch USR1).
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 PREEMPTED_MARKER = "PREEMPTED"  # <stage>/PREEMPTED: {global_step, signal} of the last signal-stop
 # Test-only fault injection: "SIGTERM@3" makes rank 1 (or "SIGTERM@3:rank0") signal itself after step 3, so a
 # test can preempt at an exact step through the real signal path.
@@ -31,8 +33,26 @@ class Preempted(RuntimeError):
     """Training stopped on a preemption signal after saving a complete checkpoint; run the stage again."""
 
 
+def stopped_by_signal(stage_dir: Path, since_s: float) -> Optional[Path]:
+    """The PREEMPTED marker a stage (or one of its rounds, dpo/iter_<k>/) wrote at or after `since_s`, if any.
+
+    Launchers need it because a bare torchrun whose workers all exit 75 itself exits 1: the marker, newer than
+    the launch, is what tells a signal-stop (requeue) from a crash (fail).
+    """
+    candidates = [stage_dir / PREEMPTED_MARKER, *stage_dir.glob(f"*/{PREEMPTED_MARKER}")]
+    fresh = [path for path in candidates if path.is_file() and path.stat().st_mtime >= since_s]
+    return max(fresh, key=lambda path: path.stat().st_mtime) if fresh else None
+
+
+def launcher_exit_code(returncode: int, stage_dir: Path, since_s: float) -> int:
+    """PREEMPTED_EXIT_CODE when a failed launch stopped on a signal after checkpointing, else its own code."""
+    if returncode != 0 and stopped_by_signal(stage_dir, since_s) is not None:
+        return PREEMPTED_EXIT_CODE
+    return returncode
+
+
 class PreemptionFlag:
-    """Set by SIGTERM/SIGUSR1 on this rank; `agreed()` tells whether any rank has it set."""
+    """Set by SIGTERM/SIGUSR1/SIGUSR2 on this rank; `agreed()` tells whether any rank has it set."""
 
     def __init__(self) -> None:
         self.signal_name: Optional[str] = None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +63,33 @@ def configure_env(cfg: DictConfig) -> None:
     Path(os.environ["WANDB_DIR"], "wandb").mkdir(parents=True, exist_ok=True)
 
 
-def start_run(cfg: DictConfig, stage: str):
-    """The stage's wandb run on global rank 0, else a NullRun."""
+RUN_ID_FILE = "wandb_run_id"
+
+
+def stage_run_id(stage_dir: Path) -> str:
+    """The W&B run id kept in the stage's folder: a restarted (requeued) job continues the same run."""
+    path = stage_dir / RUN_ID_FILE
+    if not path.is_file():  # wandb's own ids: 8 characters of [a-z0-9]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8)))
+    return path.read_text().strip()
+
+
+def start_run(cfg: DictConfig, stage: str, stage_dir: Path | None = None):
+    """The stage's wandb run on global rank 0, else a NullRun.
+
+    With `stage_dir`, the run id lives in <stage_dir>/wandb_run_id and the run is opened with resume="allow":
+    online, a restart appends to the same run. Offline runs cannot be resumed by wandb: each attempt writes its
+    own offline-run-*-<id> folder with that same id, and `wandb sync` uploads them into one run.
+    """
     if not cfg.logger.wandb or wandb_mode(cfg) == "disabled" or not dist_info().is_main:
         return NullRun()
     import wandb
 
     configure_env(cfg)
+    resume = {"id": stage_run_id(stage_dir), "resume": "allow"} if stage_dir is not None else {}
     return wandb.init(
+        **resume,
         project=str(cfg.logger.project),
         entity=cfg.logger.entity,
         group=group_name(cfg),

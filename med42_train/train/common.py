@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from med42_train.config import ConfigError, size_in_bytes
 from med42_train.runtime.dist import dist_info, init_distributed, uses_cpu
 from med42_train.runtime.log import get_logger
+from med42_train.runtime.rendezvous import check_rendezvous
 from med42_train.runtime.preemption import PREEMPTED_MARKER, Preempted
 from med42_train.runtime.rundir import finish_stage
 from med42_train.runtime.wandb_run import report_to
@@ -22,9 +23,11 @@ from med42_train.train.export import export_model
 log = get_logger()
 
 
-def start_distributed(cfg: DictConfig) -> None:
-    """Join torchrun's process group; on CPU let accelerate run FSDP over gloo (runtime/compat.py)."""
-    init_distributed(cfg.launcher.backend)
+def start_distributed(cfg: DictConfig, stage: str) -> None:
+    """Join torchrun's process group and check every rank runs the same job (runtime/rendezvous.py); on CPU let
+    accelerate run FSDP over gloo (runtime/compat.py)."""
+    init_distributed(cfg.launcher.backend, cfg.launcher.nccl_timeout_s)
+    check_rendezvous(cfg, stage)
     if uses_cpu(cfg.launcher.backend):
         from med42_train.runtime.compat import apply_cpu_fsdp_shim
 

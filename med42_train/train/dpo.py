@@ -67,7 +67,7 @@ def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
 
 
 def run(cfg: DictConfig) -> None:
-    start_distributed(cfg)
+    start_distributed(cfg, "dpo")
     preemption = install_preemption()
     # The global batch is fixed in pairs; refuse a world size that cannot make it before any model loads.
     accumulation = dpo_gradient_accumulation(cfg, dist_info().world_size)
@@ -77,10 +77,13 @@ def run(cfg: DictConfig) -> None:
         return
     cfg = stage.cfg
     _remove_rounds_beyond(stage.dir, cfg.dpo.iterations)
-    rounds = []
-    for k in range(1, cfg.dpo.iterations + 1):
+    rounds, last = [], cfg.dpo.until_iteration or cfg.dpo.iterations
+    for k in range(1, last + 1):
         rounds.append(run_iteration(cfg, k, accumulation, preemption))
         gc.collect()  # the finished round's trainer, policy and optimizer state
+    if last < cfg.dpo.iterations:  # one job per round (launch/slurm.py): the stage completes with the last
+        log.info("dpo.until_iteration=%d: rounds 1-%d COMPLETE, stage waits for round %d", last, last, last + 1)
+        return
     outputs = {"model": rounds[-1]["model"], "iterations": rounds,
                "reference_cache": {"path": str(stage.dir / REFERENCE_CACHE)}}
     finish_stage(stage, outputs, {"iterations": len(rounds)}, reference_model_choice=cfg.dpo.reference_model)
@@ -104,7 +107,7 @@ def run_iteration(cfg: DictConfig, k: int, accumulation: int, preemption) -> dic
 
 
 def _train_iteration(round_, k: int, start: str, reference: str, accumulation: int, preemption) -> None:
-    cfg, wandb_run = round_.cfg, start_run(round_.cfg, f"dpo-iter{k}")
+    cfg, wandb_run = round_.cfg, start_run(round_.cfg, f"dpo-iter{k}", round_.dir)
     log.info("DPO iteration %d of %d: from %s, reference %s", k, cfg.dpo.iterations, start, reference)
 
     # ---- start and reference: validated exports; the pairs, checked: all before any model loads ----

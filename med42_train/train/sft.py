@@ -47,14 +47,14 @@ def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, str]]:
 
 
 def run(cfg: DictConfig) -> None:
-    start_distributed(cfg)
+    start_distributed(cfg, "sft")
     preemption = install_preemption()
     # The global batch is fixed in tokens; refuse a world size that cannot make it before any model loads.
     accumulation = sft_gradient_accumulation(cfg, dist_info().world_size)
     stage = begin_stage(cfg, "sft", stage_inputs(cfg))
     if stage is None:
         return
-    cfg, wandb_run = stage.cfg, start_run(stage.cfg, "sft")
+    cfg, wandb_run = stage.cfg, start_run(stage.cfg, "sft", stage.dir)
     outputs = require_complete(cfg, "data")["outputs"]
 
     # ---- model and tokenizer ----

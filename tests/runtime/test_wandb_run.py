@@ -29,3 +29,11 @@ def test_env_mode_wins_and_disabled_means_no_run(monkeypatch, tmp_path):
 def test_every_stage_of_a_run_dir_shares_one_group(tmp_path):
     first, second = load_config([f"run_dir={tmp_path}"]), load_config([f"run_dir={tmp_path}", "sft.max_steps=3"])
     assert group_name(first) == group_name(second) != group_name(load_config([f"run_dir={tmp_path}/other"]))
+
+
+def test_the_stage_keeps_one_run_id_across_restarts(tmp_path):
+    from med42_train.runtime.wandb_run import RUN_ID_FILE, stage_run_id
+
+    first = stage_run_id(tmp_path / "sft")
+    assert first == stage_run_id(tmp_path / "sft") == (tmp_path / "sft" / RUN_ID_FILE).read_text()
+    assert len(first) == 8 and first.isalnum() and stage_run_id(tmp_path / "dpo") != first
