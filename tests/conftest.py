@@ -28,6 +28,7 @@ def run_med42(args: list[str], env_extra: dict[str, str] | None = None, check: b
     """`python -m med42_train ARGS` in a subprocess, under `torchrun --nproc-per-node NPROC` when nproc > 0."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_API_KEY": PLANTED_SECRET, **(env_extra or {})}
     env.pop("WANDB_DIR", None)
+    env.pop("WANDB_SERVICE", None)  # this session's own wandb service (in-process tests) is not the child's
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc else []
     result = subprocess.run([sys.executable, *launcher, "-m", "med42_train", *args], cwd=PROJECT_ROOT, env=env,
                             capture_output=True, text=True, timeout=timeout_s)
@@ -92,3 +93,11 @@ def llama31_tokenizer(realdata, tmp_path_factory):
     config_file.write_text(json.dumps(config))
     return tokenizer_from_tiktoken(realdata / "llama3_tokenizer.model", config_file,
                                    tmp_path_factory.mktemp("llama31_tokenizer"))
+
+
+@pytest.fixture(autouse=True)
+def no_inherited_wandb_service():
+    """An in-process wandb.init leaves this session's service token in the environment; a child process (a stage,
+    an sbatch job) that inherited it would attach to that service instead of starting its own, and a requeued
+    job's attempt would find its run id still held there ("run ID ... is in use")."""
+    os.environ.pop("WANDB_SERVICE", None)

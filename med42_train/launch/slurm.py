@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -145,8 +146,13 @@ def job_context(cfg: DictConfig, job: Job, frozen: Path, script: Path) -> dict:
 
 
 def _sbatch(command: list[str]) -> str:
+    # sbatch exports the submitter's environment to the job. A wandb service token (WANDB_SERVICE, set in any
+    # process that has called wandb.init, e.g. a notebook or a test session) would attach every attempt of a job
+    # to that one long-lived service, which still holds a killed attempt's run id: the requeued attempt's
+    # wandb.init then fails with "run ID ... is in use". Each job starts its own service instead.
+    environment = {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
     try:
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     except FileNotFoundError:
         raise ConfigError("launcher=slurm but `sbatch` is not on PATH: run on a Slurm login node "
                           "(`med42 doctor` checks), or use launcher=local") from None
