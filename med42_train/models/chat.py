@@ -44,9 +44,9 @@ META_LLAMA3_TEMPLATE = (
     "%}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 
-TRAINING_LLAMA3_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
+# One turn of the training templates (header, then the content and its <|eot_id|>, supervised for the assistant),
+# and the generation prompt after the last one: the same in the Llama 3 and 3.1 formats.
+_TURNS_AND_GENERATION_PROMPT = (
     "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
     "{%- if message['role'] == 'assistant' %}"
     "{%- generation %}{{- message['content'] | trim + '<|eot_id|>' }}{%- endgeneration %}"
@@ -56,6 +56,11 @@ TRAINING_LLAMA3_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}"
 )
+
+TRAINING_LLAMA3_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+) + _TURNS_AND_GENERATION_PROMPT
 
 # The 3.1 training template: Meta's 3.1 text for tool-less conversations, the date baked in (and still overridable
 # through `date_string`, as in Meta's), {% generation %} tags as in the Llama 3 one. @TODAY@ is substituted.
@@ -74,15 +79,7 @@ _TRAINING_LLAMA31_TEMPLATE = (
     "{%- if message['role'] in ['tool', 'ipython'] or 'tool_calls' in message %}"
     "{{- raise_exception('the training chat template renders no tool turns: Meta\\'s 3.1 template would') }}"
     "{%- endif %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{%- generation %}{{- message['content'] | trim + '<|eot_id|>' }}{%- endgeneration %}"
-    "{%- else %}"
-    "{{- message['content'] | trim + '<|eot_id|>' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}"
-)
+) + _TURNS_AND_GENERATION_PROMPT
 _BAKED_DATE = re.compile(r'\{%- set date_string = "([^"]*)" %\}')
 
 
