@@ -113,7 +113,8 @@ def _train_iteration(round_, k: int, start: str, reference: str, accumulation: i
     # ---- start and reference: validated exports; the pairs, checked: all before any model loads ----
     start_export = validated_export(cfg, require_complete(cfg, start), start)
     reference_manifest = require_complete(cfg, reference)
-    reference_export = validated_export(cfg, reference_manifest, reference)
+    # The default reference is the start itself: one hash check of a 140 GB export is enough.
+    reference_export = start_export if reference == start else validated_export(cfg, reference_manifest, reference)
     reference_sha256 = reference_manifest["outputs"]["model"]["sha256"]
     tokenizer = load_tokenizer(start_export)
     dataset, pair_report, fingerprint = iteration_pairs(cfg, k, tokenizer)
