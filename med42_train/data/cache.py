@@ -86,8 +86,21 @@ class SourceCache:
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
-        shutil.rmtree(self.dir, ignore_errors=True)
-        os.replace(scratch, self.dir)
+        self._publish(scratch)
+
+    def _publish(self, scratch: Path) -> None:
+        """Rename the scratch folder into place. Sibling runs share the cache (a sweep's jobs build the same source
+        at once): an entry another process completed first has the same content (same key) and is kept; only a
+        half folder left by a crashed build is replaced."""
+        if not self.is_complete():
+            shutil.rmtree(self.dir, ignore_errors=True)
+            try:
+                os.replace(scratch, self.dir)
+                return
+            except OSError:  # completed by another process between the check and the rename
+                if not self.is_complete():
+                    raise
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class RowWriter:
