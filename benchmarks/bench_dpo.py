@@ -97,7 +97,8 @@ def dpo_trainer(args, mode: str, pairs: Dataset, tokenizer, output_dir: str, tim
     started = time.perf_counter()
     chosen, rejected = ref.compute_reference_logps(trainer, reference, pairs, args.pairs_per_batch)
     pass_s = time.perf_counter() - started
-    ref.free(reference)
+    del reference
+    ref.release_memory()
     trainer.train_dataset = ref.with_reference_columns(pairs, chosen, rejected)
     return trainer, pass_s
 

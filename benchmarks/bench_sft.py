@@ -24,9 +24,10 @@ from datasets import Dataset
 from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from med42_train.data.source_index import build_source_index
 from med42_train.models.tokenizer import train_demo_tokenizer
 from med42_train.train.metrics import (
-    batch_token_stats, build_source_index, flops_params, mfu, resolve_peak_tflops, training_flops,
+    batch_token_stats, flops_params, mfu, resolve_peak_tflops, training_flops,
 )
 from med42_train.train.sft import Med42SFTTrainer
 

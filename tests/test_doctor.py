@@ -34,8 +34,6 @@ def test_checkpoint_disk_need_follows_the_model_size():
 
 
 def test_llama3_shapes_give_the_published_parameter_counts():
-    from transformers import AutoConfig, LlamaConfig
-
     counts = {}
     for name in ("meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-70B-Instruct"):
         cfg = load_config([f"model.name_or_path={name}", "model.attn_implementation=sdpa"])

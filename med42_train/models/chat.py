@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from med42_train.config import ConfigError, check_chat_format
-from med42_train.models.meta_templates import META_LLAMA31_TEMPLATE  # noqa: F401  (re-exported reference)
 
 BOS = "<|begin_of_text|>"
 EOS_TEXT = "<|end_of_text|>"

@@ -229,7 +229,8 @@ def _reference_pass(cfg: DictConfig, trainer, dataset, reference_export: str):
     chosen, rejected = ref.compute_reference_logps(trainer, reference, dataset, cfg.dpo.reference_batch_size)
     check = ref.check_against_single_pairs(trainer, reference, dataset, chosen, rejected,
                                            cfg.dpo.reference_check_pairs, cfg.dpo.reference_check_tolerance)
-    ref.free(reference)
+    del reference  # the training job holds no reference model
+    ref.release_memory()
     check["pass_wall_s"] = round(time.time() - started, 2)
     log.info("reference log-probs of %d pairs in %.1f s (check: %s)", len(dataset), check["pass_wall_s"], check)
     return (chosen, rejected), check

@@ -18,7 +18,6 @@ loss reuses the per-token log-probabilities TRL's fused LM head already computes
 
 from __future__ import annotations
 
-import hashlib
 import resource
 import sys
 import time
@@ -27,8 +26,8 @@ from typing import Any, Iterable, Optional
 import torch
 import torch.distributed as torch_dist
 
-# The content key the data stage wrote the index with (re-exported: the collator computes the same keys).
-from med42_train.data.source_index import build_source_index, sample_key  # noqa: F401
+# The content key the data stage wrote the index with: the collator computes the same keys.
+from med42_train.data.source_index import sample_key
 
 # NVIDIA H100 SXM5 datasheet: 1,979 TFLOP/s bf16 Tensor Core "with sparsity"; dense is half of it, 989.4.
 H100_SXM_DENSE_BF16_TFLOPS = 989.0

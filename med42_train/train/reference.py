@@ -89,8 +89,8 @@ def num_fsdp_units(model: torch.nn.Module) -> int:
     return sum(isinstance(module, FSDPModule) for module in model.modules())
 
 
-def free(model: Optional[torch.nn.Module]) -> None:
-    del model
+def release_memory() -> None:
+    """Return what the caller has just dropped (a reference model) to the allocator and, on CUDA, the device."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

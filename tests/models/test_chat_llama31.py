@@ -9,8 +9,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from med42_train.config import ConfigError, load_config, validate
-from med42_train.models.chat import (META_LLAMA31_TEMPLATE, TRAINING_LLAMA3_TEMPLATE, ChatFormat,
+from med42_train.models.chat import (TRAINING_LLAMA3_TEMPLATE, ChatFormat,
                                      format_of_template, llama3_special_tokens, stop_token_ids)
+from med42_train.models.meta_templates import META_LLAMA31_TEMPLATE
 from med42_train.models.tokenizer import chat_template_for_model, resolve_chat_format, train_demo_tokenizer
 from tests.conftest import LLAMA31_NAMED_IDS
 from tests.models.test_chat import DIALOG, _assert_mask_is_assistant_content_plus_eot
