@@ -28,7 +28,7 @@ def sample_key(token_ids: Iterable[int]) -> bytes:
 def source_keys(dataset) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(sorted source names, keys (n, 16) uint8, source id per row) of a dataset with input_ids + source."""
     table = dataset.select_columns(["input_ids", "source"]).data.table
-    names = sorted(set(pc.unique(table["source"]).to_pylist()))
+    names = sorted(pc.unique(table["source"]).to_pylist())
     ids = {name: i for i, name in enumerate(names)}
     keys = np.empty((table.num_rows, KEY_BYTES), dtype=np.uint8)
     sources = np.empty(table.num_rows, dtype=np.int32)

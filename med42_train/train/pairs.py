@@ -48,12 +48,18 @@ class PairColumns:
     def count_per_row(self, token_id: int) -> np.ndarray:
         return np.bincount(self.parents[self.values == token_id], minlength=len(self.lengths))
 
+    def first_token(self) -> np.ndarray:
+        return self._token_at(np.cumsum(self.lengths) - self.lengths)
+
     def last_token(self) -> np.ndarray:
-        ends = np.cumsum(self.lengths) - 1
-        last = np.full(len(self.lengths), -1, dtype=np.int64)
+        return self._token_at(np.cumsum(self.lengths) - 1)
+
+    def _token_at(self, flat_positions: np.ndarray) -> np.ndarray:
+        """The value at one flat position per row; -1 for an empty row."""
+        tokens = np.full(len(self.lengths), -1, dtype=np.int64)
         nonempty = self.lengths > 0
-        last[nonempty] = self.values[ends[nonempty]]
-        return last
+        tokens[nonempty] = self.values[flat_positions[nonempty]]
+        return tokens
 
 
 @dataclass
@@ -105,10 +111,7 @@ def check_pairs(table: pa.Table, token_ids: dict[str, int], max_length: int,
 def _refuse_bos_faults(prompt: PairColumns, chosen: PairColumns, rejected: PairColumns, bos_id: int,
                        where: str) -> None:
     bos_in_prompt = prompt.count_per_row(bos_id)
-    first = np.full(len(prompt.lengths), -1, dtype=np.int64)
-    starts = np.cumsum(prompt.lengths) - prompt.lengths
-    first[prompt.lengths > 0] = prompt.values[starts[prompt.lengths > 0]]
-    faulty = (bos_in_prompt != 1) | (first != bos_id) | (chosen.count_per_row(bos_id) > 0) | (
+    faulty = (bos_in_prompt != 1) | (prompt.first_token() != bos_id) | (chosen.count_per_row(bos_id) > 0) | (
         rejected.count_per_row(bos_id) > 0)
     if faulty.any():
         row = int(np.flatnonzero(faulty)[0])
